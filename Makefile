@@ -1,0 +1,54 @@
+# fast-semantic-segmentation: every target works as the first command on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROTOS := $(wildcard protos/*.proto)
+PB2 := $(PROTOS:.proto=_pb2.py)
+
+.PHONY: help venv build build-protos protos test demo lint format clean clean-protos clean-pyc
+
+help:
+	@echo "make demo          generate the synthetic dataset and run the demo"
+	@echo "make test          run the test suite"
+	@echo "make build-protos  compile protos/*.proto (alias: protos, build)"
+	@echo "make lint          ruff check and format check"
+	@echo "make clean         remove generated protos, caches and the virtualenv"
+
+# The virtualenv is refreshed whenever a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+protos/%_pb2.py: protos/%.proto $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $<
+
+build-protos: $(PB2)
+protos: build-protos
+build: build-protos
+
+test: build-protos
+	$(PY) -m pytest -q tests
+
+demo: build-protos
+	$(PY) demo.py
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean-protos:
+	rm -f protos/*_pb2.py protos/*_pb2.pyi
+
+clean-pyc:
+	find . -name '__pycache__' -type d -prune -exec rm -rf {} +
+
+clean: clean-protos clean-pyc
+	rm -rf $(VENV) .pytest_cache .ruff_cache
