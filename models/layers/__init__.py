@@ -1,0 +1,1 @@
+"""Building blocks shared by the segmentation heads and backbones."""

@@ -1,0 +1,192 @@
+"""Conv + batch norm + activation, the building block of every network here, with a slim scope.
+
+Each block knows the TF-slim scope its variables had in the original (``scope``), e.g.
+``SharedFeatureExtractor/resnet_v1_50/block1/unit_1/bottleneck_v1/conv1``. Keras layer names cannot
+contain '/', so the Keras name is the scope with '/' replaced by '.', and :meth:`slim_variables`
+gives the slim variable names (``<scope>/weights``, ``<scope>/BatchNorm/gamma`` ...) that the
+checkpoint loader and the pruner use.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import keras
+import tensorflow as tf
+
+from models.hyperparams import ConvHyperparams
+
+Activation = Literal["relu", "relu6"] | None
+# "same": TF 'SAME' padding (slim.conv2d). "explicit": slim resnet_utils.conv2d_same, which for
+# stride > 1 pads symmetrically by (k_eff - 1) // 2 before and the rest after, then runs 'VALID';
+# TF 'SAME' would put the extra pixel after only, shifting the sampling grid of ImageNet weights.
+Padding = Literal["same", "explicit"]
+
+
+def keras_name(scope: str) -> str:
+    """Keras-legal name for a slim scope ('/' is not allowed in Keras 3 names)."""
+    return scope.replace("/", ".")
+
+
+class ConvBN(keras.layers.Layer):
+    """A conv (or depthwise conv) without bias, then BN, then an optional activation.
+
+    Args:
+      scope: slim scope of the conv, e.g. ``CascadeFeatureFusion/DilatedConv``.
+      filters: output channels (ignored for depthwise convs, which keep the input channels).
+      kernel_size: square kernel size.
+      hyperparams: initializer, regularizer and BN settings.
+      stride: spatial stride; strided convs must have rate 1.
+      rate: dilation rate.
+      activation: "relu", "relu6" or None.
+      padding: "same" or "explicit" (see ``Padding``).
+      depthwise: a depthwise 3x3 (slim ``separable_conv2d`` with ``num_outputs=None``).
+      sync_batch_norm: synchronise BN statistics across replicas of a distribution strategy.
+
+    Call args:
+      inputs: float32 [batch, height, width, in_channels].
+      training: Python bool; BN uses batch statistics only if training and
+        ``hyperparams.batch_norm.train``.
+
+    Returns:
+      float32 [batch, out_height, out_width, filters].
+    """
+
+    def __init__(
+        self,
+        scope: str,
+        filters: int,
+        kernel_size: int,
+        hyperparams: ConvHyperparams,
+        *,
+        stride: int = 1,
+        rate: int = 1,
+        activation: Activation = None,
+        padding: Padding = "same",
+        depthwise: bool = False,
+        sync_batch_norm: bool = False,
+    ):
+        super().__init__(name=keras_name(scope))
+        if stride > 1 and rate > 1:
+            raise ValueError(f"{scope}: a conv cannot have both stride {stride} and rate {rate}.")
+        self.scope = scope
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.rate = rate
+        self.activation = activation
+        self.depthwise = depthwise
+        explicit = padding == "explicit" and stride > 1
+        self._pads = None
+        if explicit:
+            total = kernel_size + (kernel_size - 1) * (rate - 1) - 1
+            self._pads = (total // 2, total - total // 2)
+        conv_padding = "valid" if explicit else "same"
+        common = dict(
+            strides=stride,
+            dilation_rate=rate,
+            padding=conv_padding,
+            use_bias=False,
+        )
+        if depthwise:
+            self.conv = keras.layers.DepthwiseConv2D(
+                kernel_size,
+                depthwise_initializer=hyperparams.kernel_initializer(),
+                depthwise_regularizer=hyperparams.kernel_regularizer(),
+                name="depthwise",
+                **common,
+            )
+        else:
+            self.conv = keras.layers.Conv2D(
+                filters,
+                kernel_size,
+                kernel_initializer=hyperparams.kernel_initializer(),
+                kernel_regularizer=hyperparams.kernel_regularizer(),
+                name="conv",
+                **common,
+            )
+        bn = hyperparams.batch_norm
+        self.bn_train = bn.train
+        self.bn = keras.layers.BatchNormalization(
+            momentum=bn.decay,
+            epsilon=bn.epsilon,
+            center=bn.center,
+            scale=bn.scale,
+            synchronized=sync_batch_norm,
+            name="BatchNorm",
+        )
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        x = inputs
+        if self._pads is not None:
+            before, after = self._pads
+            x = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
+        x = self.conv(x)
+        x = self.bn(x, training=bool(training) and self.bn_train)
+        if self.activation == "relu":
+            x = tf.nn.relu(x)
+        elif self.activation == "relu6":
+            x = tf.nn.relu6(x)
+        return x
+
+    def slim_variables(self) -> dict[str, tf.Variable]:
+        """Slim names of this block's variables (the block must be built)."""
+        weights = "depthwise_weights" if self.depthwise else "weights"
+        names = {f"{self.scope}/{weights}": self.conv.kernel}
+        bn = self.bn
+        if bn.scale:
+            names[f"{self.scope}/BatchNorm/gamma"] = bn.gamma
+        if bn.center:
+            names[f"{self.scope}/BatchNorm/beta"] = bn.beta
+        names[f"{self.scope}/BatchNorm/moving_mean"] = bn.moving_mean
+        names[f"{self.scope}/BatchNorm/moving_variance"] = bn.moving_variance
+        return {name: _tf_variable(v) for name, v in names.items()}
+
+
+class PredictionConv(keras.layers.Layer):
+    """A 1x1 classifier conv with bias, no BN and no activation; never scaled or pruned.
+
+    Args:
+      scope: slim scope, e.g. ``Predictions/Conv`` or ``AuxOutput``.
+      num_classes: output channels.
+      hyperparams: initializer and regularizer of the kernel (the bias is not regularized).
+
+    Call args:
+      inputs: float32 [batch, height, width, in_channels].
+
+    Returns:
+      float32 logits [batch, height, width, num_classes].
+    """
+
+    def __init__(self, scope: str, num_classes: int, hyperparams: ConvHyperparams):
+        super().__init__(name=keras_name(scope))
+        self.scope = scope
+        self.filters = num_classes
+        self.kernel_size = 1
+        self.stride = 1
+        self.rate = 1
+        self.depthwise = False
+        self.conv = keras.layers.Conv2D(
+            num_classes,
+            1,
+            use_bias=True,
+            kernel_initializer=hyperparams.kernel_initializer(),
+            kernel_regularizer=hyperparams.kernel_regularizer(),
+            name="conv",
+        )
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        del training  # No BN, so training changes nothing.
+        return self.conv(inputs)
+
+    def slim_variables(self) -> dict[str, tf.Variable]:
+        """Slim names of this block's variables (the block must be built)."""
+        return {
+            f"{self.scope}/weights": _tf_variable(self.conv.kernel),
+            f"{self.scope}/biases": _tf_variable(self.conv.bias),
+        }
+
+
+def _tf_variable(variable: keras.Variable) -> tf.Variable:
+    # Keras 3 wraps a tf.Variable; checkpoint readers and optimizers of the TF1 kind need it.
+    return variable.value if hasattr(variable, "value") else variable

@@ -1,0 +1,142 @@
+"""Common base of ICNet and PSPNet: the model contract and slim-name access.
+
+Contract (DESIGN.md rule 4), used by the trainer, evaluator, exporter and pruner:
+  ``preprocess(images)``: float32 RGB [batch, H, W, 3] in [0, 255] -> normalised images.
+  ``predict(preprocessed, training)``: dict of logits keyed by ``models.outputs`` constants;
+    auxiliary logits are present only when ``training`` is True.
+  ``postprocess(logits, output_size)``: int32 class ids [batch, out_h, out_w].
+  ``output_specs(training)``: scale and loss-weight field of each output, for the loss code.
+Losses live in ``core/losses.py``.
+
+``predict`` deliberately overrides ``keras.Model.predict`` (the batch-inference loop, unused here):
+the contract's name wins. Calling the model (``model(x, training=...)``) is the same as predict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models import outputs
+from models.backbones.base import Backbone
+from models.layers.conv_bn import ConvBN, PredictionConv
+from models.layers.interp import resize_bilinear
+
+ScopedLayer = ConvBN | PredictionConv
+
+
+class SegmentationModel(keras.Model):
+    """Base class; subclasses build their layers and implement ``call`` and friends.
+
+    Args:
+      num_classes: number of classes of the logits, >= 1.
+      backbone: the feature extractor.
+      name: Keras model name.
+    """
+
+    def __init__(self, num_classes: int, backbone: Backbone, name: str):
+        super().__init__(name=name)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+        self.num_classes = num_classes
+        self.backbone = backbone
+
+    def build(self, input_shape) -> None:
+        # Sub-layers build themselves on the first call; there is nothing to create up front.
+        del input_shape
+
+    # -- contract -------------------------------------------------------------------------------
+
+    def preprocess(self, images: tf.Tensor) -> tf.Tensor:
+        """float32 RGB [batch, H, W, 3] in [0, 255] -> the backbone's input range."""
+        return self.backbone.preprocess(images)
+
+    def predict(self, preprocessed: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
+        """Runs the network; see the subclass's ``call`` for the keys and shapes."""
+        return self(preprocessed, training=training)
+
+    def postprocess(self, logits: tf.Tensor, output_size: Sequence[int] | tf.Tensor) -> tf.Tensor:
+        """Resizes logits to ``output_size`` (bilinear, aligned corners) and takes the argmax.
+
+        Args:
+          logits: float32 [batch, h, w, num_classes].
+          output_size: (height, width) as ints or an int32 tensor [2].
+
+        Returns:
+          int32 class ids [batch, height, width] in [0, num_classes).
+        """
+        resized = resize_bilinear(logits, output_size)
+        return tf.argmax(resized, axis=-1, output_type=tf.int32)
+
+    def output_specs(self, training: bool = True) -> tuple[outputs.OutputSpec, ...]:
+        """The outputs ``predict(.., training)`` returns, with scales and loss weights."""
+        raise NotImplementedError
+
+    # -- building and names ---------------------------------------------------------------------
+
+    def min_input_size(self) -> tuple[int, int]:
+        """Smallest (height, width) whose pyramid-pooling map fits every pooling factor."""
+        raise NotImplementedError
+
+    def build_variables(self, input_size: Sequence[int] | None = None) -> None:
+        """Creates all variables (auxiliary heads included) with one small inference pass.
+
+        Runs in inference mode, so BN moving statistics are not touched; safe after restoring.
+
+        Args:
+          input_size: (height, width) of the dummy batch; defaults to ``min_input_size()``.
+        """
+        height, width = input_size or self.min_input_size()
+        self(tf.zeros([1, height, width, 3]), training=False, include_aux=True)
+
+    def scoped_layers(self) -> list[ScopedLayer]:
+        """Every conv block with a slim scope, backbone first."""
+        raise NotImplementedError
+
+    def named_layers(self) -> dict[str, ScopedLayer]:
+        """Map from each conv's slim scope (e.g. ``FastPSPModule/Conv``) to its block."""
+        return {layer.scope: layer for layer in self.scoped_layers()}
+
+    def named_variables(self) -> dict[str, tf.Variable]:
+        """Map from slim variable names to variables, exactly as in the original's checkpoints.
+
+        E.g. ``SharedFeatureExtractor/resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/weights``,
+        ``.../conv1/BatchNorm/moving_mean``, ``Predictions/Conv/biases``.
+
+        Raises:
+          RuntimeError: if the model has not been built (call ``build_variables()`` first).
+        """
+        layers = self.scoped_layers()
+        if not all(layer.built for layer in layers):
+            raise RuntimeError(
+                f"{self.name} is not fully built; call model.build_variables() (or run predict "
+                "in training mode) before named_variables()."
+            )
+        names: dict[str, tf.Variable] = {}
+        for layer in layers:
+            names.update(layer.slim_variables())
+        return names
+
+    def count_parameters(self, include_aux: bool = False, include_bn: bool = False) -> int:
+        """Number of parameters under the model zoo's convention (see docs/models.md).
+
+        Args:
+          include_aux: count the training-only auxiliary classifiers.
+          include_bn: count BN gamma/beta and moving statistics.
+        """
+        aux_scopes = set(self.aux_scopes())
+        total = 0
+        for name, variable in self.named_variables().items():
+            if not include_aux and name.rsplit("/", 1)[0] in aux_scopes:
+                continue
+            if not include_bn and "/BatchNorm/" in name:
+                continue
+            total += int(np.prod(variable.shape))
+        return total
+
+    def aux_scopes(self) -> tuple[str, ...]:
+        """Scopes of the training-only classifier convs."""
+        raise NotImplementedError
