@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image
 
 from core.standard_fields import TfExampleFields
@@ -75,7 +77,9 @@ def make_example(
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def make_example_from_arrays(image: np.ndarray, label: np.ndarray, filename: str) -> tf.train.Example:
+def make_example_from_arrays(
+    image: np.ndarray, label: np.ndarray, filename: str
+) -> tf.train.Example:
     """Builds one example from a ``[H, W, 3]`` uint8 image and a ``[H, W]`` uint8 label."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"{filename}: image must be [H, W, 3], got shape {image.shape}")
@@ -133,3 +137,144 @@ def read_examples(path: str) -> Iterator[tf.train.Example]:
     """Yields the parsed examples of one record file (for tools and tests)."""
     for record in tf.data.TFRecordDataset(path):
         yield tf.train.Example.FromString(record.numpy())
+
+
+class DataError(ValueError):
+    """A user-supplied image, label or folder cannot be converted (the message says why)."""
+
+
+def load_rgb_image(path: str) -> tuple[bytes, int, int]:
+    """Returns the encoded bytes, height and width of an RGB image file.
+
+    An 8-bit RGB PNG or an RGB JPEG is returned byte for byte, so nothing is
+    re-encoded (and a JPEG loses nothing more). Any other image (RGBA, grey,
+    palette, CMYK, 16-bit, BMP, TIFF, ...) is decoded, converted to 8-bit RGB
+    and stored as a PNG. Either way ``tf.io.decode_image(..., channels=3)``
+    decodes the returned bytes (to PIL's pixels exactly for PNG; JPEG decoders
+    may differ by a few levels).
+
+    Args:
+      path: image file.
+
+    Returns:
+      ``(encoded, height, width)``; ``encoded`` is PNG or JPEG bytes.
+
+    Raises:
+      DataError: if the file is not an image PIL can read.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            keep = _is_plain_rgb(image)
+            if not keep:
+                rgb = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError) as error:  # PIL raises these for unreadable files
+        raise DataError(f"{path}: cannot read the image ({error})") from error
+    if keep:
+        with open(path, "rb") as handle:
+            return handle.read(), height, width
+    return encode_png(rgb), height, width
+
+
+def _is_plain_rgb(image: Image.Image) -> bool:
+    """True for an 8-bit RGB PNG or an RGB JPEG, whose bytes can be stored unchanged."""
+    if image.mode != "RGB":
+        return False
+    if image.format == "JPEG":
+        return True
+    if image.format != "PNG" or not image.tile:
+        return False
+    # A 16-bit PNG also opens as mode RGB; its raw mode (the tile's 4th field) says "RGB;16B".
+    return image.tile[0][3] == "RGB"
+
+
+def read_label_indices(path: str) -> np.ndarray:
+    """Reads a single-channel label image as class indices.
+
+    Greyscale (``L``) PNGs give their values; palette (``P``) PNGs give their
+    palette *indices*, not colours (how VOC-style labels are stored); 1-bit
+    images give 0/1; 16-bit greyscale images are accepted when every value is
+    below 256.
+
+    Args:
+      path: label image file.
+
+    Returns:
+      ``[height, width]`` uint8 array of label values.
+
+    Raises:
+      DataError: for colour (RGB/RGBA) labels, 16-bit values above 255, or an
+        unreadable file.
+    """
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in ("L", "P"):
+                return np.array(image, dtype=np.uint8)
+            if mode == "1":
+                return np.array(image, dtype=np.uint8)
+            if mode.startswith("I"):
+                values = np.array(image, dtype=np.int64)
+            else:
+                raise DataError(
+                    f"{path}: label image has mode {mode!r} ({len(image.getbands())} channels); "
+                    "labels must be single-channel images whose pixel values are class ids "
+                    "(8-bit greyscale 'L' or palette 'P' PNG). Colour-coded labels must first be "
+                    "converted to class ids, e.g. with a colour -> id lookup, and saved as a "
+                    "greyscale PNG, or saved as a palette PNG whose indices are the class ids."
+                )
+    except (OSError, SyntaxError) as error:
+        raise DataError(f"{path}: cannot read the label image ({error})") from error
+    if values.size and (values.min() < 0 or values.max() > 255):
+        raise DataError(
+            f"{path}: 16-bit label image holds values in [{values.min()}, {values.max()}]; "
+            "only values 0..255 fit a record label, remap them first"
+        )
+    return values.astype(np.uint8)
+
+
+class ProgressLogger:
+    """Logs ``n/total``, the rate and the ETA of a long conversion with absl logging.
+
+    It logs the first item, then at most once every ``interval_s`` seconds, and the last item.
+    """
+
+    def __init__(self, total: int, what: str = "images", interval_s: float = 10.0) -> None:
+        self._total = total
+        self._what = what
+        self._interval_s = interval_s
+        self._start = time.monotonic()
+        self._last_log = -float("inf")
+        self._count = 0
+
+    def step(self, count: int = 1) -> None:
+        """Records that ``count`` more items are done, logging when it is time to."""
+        self._count += count
+        now = time.monotonic()
+        due = now - self._last_log >= self._interval_s
+        if self._count == 1 or self._count >= self._total or due:
+            self._last_log = now
+            elapsed = max(now - self._start, 1e-9)
+            rate = self._count / elapsed
+            remaining = max(self._total - self._count, 0) / rate if rate > 0 else 0.0
+            logging.info(
+                "%d/%d %s (%.1f %s/s, elapsed %s, ETA %s)",
+                self._count,
+                self._total,
+                self._what,
+                rate,
+                self._what,
+                _format_seconds(elapsed),
+                _format_seconds(remaining),
+            )
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

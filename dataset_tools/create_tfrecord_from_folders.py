@@ -1,0 +1,362 @@
+r"""Converts a folder of images and a folder of label images into a TFRecord.
+
+For custom datasets. Usage, from the repository root::
+
+    python dataset_tools/create_tfrecord_from_folders.py \
+        --image_dir=data/images --label_dir=data/labels \
+        --output_path=data/records/mydata_train.record \
+        --num_classes=5 [--label_map=label_map.txt] [--label_suffix=_label]
+
+``python -m dataset_tools.create_tfrecord_from_folders`` works too.
+
+Pairing: an image ``<image_dir>/<sub>/<name>.<ext>`` (``ext`` one of
+``--image_suffixes``) pairs with the label ``<label_dir>/<sub>/<name><label_suffix>.png``;
+both folders are searched recursively and the relative path without extension
+is the key. Unpaired files on either side are an error.
+
+Labels are single-channel PNGs whose values are class ids: 8-bit greyscale,
+or palette PNGs, whose palette *indices* are read (not their colours).
+Colour-coded RGB labels are refused. 255 is the ignore label.
+
+``--label_map`` remaps raw label values to class ids. It is a JSON object
+(``{"0": 0, "7": 1, "255": 255}``) or a text file of ``raw class`` lines
+(``raw: class``, ``raw,class`` and ``raw -> class`` also work; ``#`` starts a
+comment). Raw 255 maps to 255 unless the map says otherwise. Raw values the map
+does not list are an error by default; ``--unmapped_label=ignore`` maps them to
+255 instead.
+
+``--num_classes`` checks that every (mapped) label value is below it or 255.
+
+Images: RGB JPEGs and 8-bit RGB PNGs are stored byte for byte (``image/format``
+says which); other images (grey, RGBA, palette, 16-bit, BMP, ...) are converted
+to RGB and stored as PNG. EXIF orientation is not applied, by PIL or by
+``tf.io.decode_image``, so image and label stay aligned as stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from core.standard_fields import IGNORE_LABEL  # noqa: E402
+from dataset_tools import tfrecord_utils  # noqa: E402
+from dataset_tools.tfrecord_utils import DataError  # noqa: E402
+
+DEFAULT_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+LABEL_EXTENSION = ".png"
+UNMAPPED_POLICIES = ("error", "ignore")
+_UNMAPPED = -1
+_TEXT_LINE = re.compile(r"^\s*(-?\d+)\s*(?:->|[:,=]|\s)\s*(-?\d+)\s*$")
+
+
+def _walk(directory: str) -> Iterator[tuple[str, str]]:
+    """Yields ``(relative path, path)`` of every file under ``directory``, sorted."""
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            yield os.path.relpath(path, directory), path
+
+
+def find_folder_pairs(
+    image_dir: str,
+    label_dir: str,
+    image_suffixes: Sequence[str] = DEFAULT_IMAGE_SUFFIXES,
+    label_suffix: str = "",
+) -> list[tuple[str, str]]:
+    """Pairs images and labels by their relative path without extension.
+
+    Args:
+      image_dir: folder searched recursively for images.
+      label_dir: folder searched recursively for ``*<label_suffix>.png`` labels.
+      image_suffixes: image file extensions (case-insensitive), e.g. ``(".jpg", ".png")``.
+      label_suffix: what the label's name adds before ``.png``: ``"_label"`` pairs
+        ``foo.jpg`` with ``foo_label.png``.
+
+    Returns:
+      ``(image_path, label_path)`` pairs, sorted by key.
+
+    Raises:
+      FileNotFoundError: if a folder is missing or holds no image.
+      DataError: for unpaired files or two images with the same key.
+    """
+    for name, directory in (("--image_dir", image_dir), ("--label_dir", label_dir)):
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"{name} {directory} is not a directory")
+    same_dir = os.path.realpath(image_dir) == os.path.realpath(label_dir)
+    if same_dir and not label_suffix:
+        raise DataError(
+            f"images and labels share the folder {image_dir}: name the labels <name>_label.png "
+            "(say) and pass --label_suffix=_label, or use separate folders"
+        )
+    suffixes = tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in image_suffixes)
+    label_ending = label_suffix + LABEL_EXTENSION
+
+    labels: dict[str, str] = {}
+    for relative, path in _walk(label_dir):
+        if relative.endswith(label_ending):
+            labels[relative[: -len(label_ending)]] = path
+
+    images: dict[str, str] = {}
+    for relative, path in _walk(image_dir):
+        if same_dir and relative.endswith(label_ending):
+            continue
+        key, extension = os.path.splitext(relative)
+        if extension.lower() not in suffixes:
+            continue
+        if key in images:
+            raise DataError(f"two images have the same name: {images[key]} and {path}")
+        images[key] = path
+    if not images:
+        raise FileNotFoundError(f"no image with a suffix in {suffixes} under {image_dir}")
+
+    missing = sorted(set(images) - set(labels))
+    if missing:
+        key = missing[0]
+        raise DataError(
+            f"{len(missing)} image(s) have no label, e.g. {images[key]}: expected "
+            f"{os.path.join(label_dir, key + label_ending)} (check --label_dir and --label_suffix)"
+        )
+    orphans = sorted(set(labels) - set(images))
+    if orphans:
+        key = orphans[0]
+        raise DataError(
+            f"{len(orphans)} label(s) have no image, e.g. {labels[key]}: expected an image "
+            f"{os.path.join(image_dir, key)}.<{'|'.join(s[1:] for s in suffixes)}> "
+            "(check --image_dir, --image_suffixes and --label_suffix)"
+        )
+    return [(images[key], labels[key]) for key in sorted(images)]
+
+
+def load_label_map(path: str) -> dict[int, int]:
+    """Reads a raw label value -> class id map from a JSON or text file.
+
+    Returns:
+      ``{raw: class}`` with both in 0..255.
+
+    Raises:
+      FileNotFoundError: if the file is missing.
+      DataError: for a malformed file, values outside 0..255 or a raw value
+        listed twice.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--label_map {path} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    entries: list[tuple[int, int, str]] = []
+    if path.lower().endswith(".json") or text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: not valid JSON ({error})") from error
+        if not isinstance(data, dict):
+            raise DataError(f'{path}: expected a JSON object {{"raw": class, ...}}')
+        for raw, value in data.items():
+            try:
+                entries.append((int(raw), int(value), f"entry {raw!r}"))
+            except (TypeError, ValueError) as error:
+                raise DataError(
+                    f"{path}: entry {raw!r}: {value!r} is not an integer pair"
+                ) from error
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            match = _TEXT_LINE.match(line)
+            if match is None:
+                raise DataError(f"{path}:{number}: expected 'raw_value class_id', got {line!r}")
+            entries.append((int(match.group(1)), int(match.group(2)), f"line {number}"))
+
+    label_map: dict[int, int] = {}
+    for raw, value, where in entries:
+        if not (0 <= raw <= 255 and 0 <= value <= 255):
+            raise DataError(f"{path}: {where}: {raw} -> {value}; both must be in 0..255")
+        if raw in label_map:
+            raise DataError(f"{path}: {where}: raw value {raw} is mapped twice")
+        label_map[raw] = value
+    if not label_map:
+        raise DataError(f"{path}: the label map is empty")
+    return label_map
+
+
+def build_lookup_table(label_map: Mapping[int, int] | None) -> np.ndarray:
+    """Turns a label map into a 256-entry lookup table.
+
+    Args:
+      label_map: ``{raw: class}``, or None for the identity.
+
+    Returns:
+      ``[256]`` int16 table; -1 marks raw values the map does not list. Raw 255
+      maps to 255 unless the map lists it.
+    """
+    if label_map is None:
+        return np.arange(256, dtype=np.int16)
+    table = np.full(256, _UNMAPPED, dtype=np.int16)
+    table[IGNORE_LABEL] = IGNORE_LABEL
+    for raw, value in label_map.items():
+        table[raw] = value
+    return table
+
+
+def map_label(
+    label: np.ndarray,
+    table: np.ndarray,
+    path: str,
+    unmapped: str = "error",
+    num_classes: int | None = None,
+) -> np.ndarray:
+    """Applies the lookup table to a label image and checks the result.
+
+    Args:
+      label: ``[height, width]`` uint8 raw label values.
+      table: ``[256]`` int16 table from :func:`build_lookup_table`.
+      path: the label file, for error messages.
+      unmapped: ``"error"`` or ``"ignore"`` (unlisted raw values become 255).
+      num_classes: if given, every mapped value must be below it or 255.
+
+    Returns:
+      ``[height, width]`` uint8 class ids (255 ignore).
+
+    Raises:
+      DataError: for unmapped values (with ``unmapped="error"``) or values out of range.
+    """
+    mapped = table[label]
+    missing = mapped == _UNMAPPED
+    if missing.any():
+        if unmapped == "error":
+            values = np.unique(label[missing]).tolist()
+            raise DataError(
+                f"{path}: raw label values {values[:20]} are not in the label map; add them "
+                "to --label_map or pass --unmapped_label=ignore to map them to 255"
+            )
+        mapped[missing] = IGNORE_LABEL
+    result = mapped.astype(np.uint8)
+    if num_classes is not None:
+        bad = (result >= num_classes) & (result != IGNORE_LABEL)
+        if bad.any():
+            values = np.unique(result[bad]).tolist()
+            raise DataError(
+                f"{path}: label values {values[:20]} are >= --num_classes={num_classes} and not "
+                f"the ignore label {IGNORE_LABEL}; fix the labels, raise --num_classes or "
+                "remap them with --label_map"
+            )
+    return result
+
+
+def _examples(
+    pairs: Sequence[tuple[str, str]],
+    table: np.ndarray,
+    unmapped: str,
+    num_classes: int | None,
+) -> Iterator[tf.train.Example]:
+    progress = tfrecord_utils.ProgressLogger(len(pairs))
+    for image_path, label_path in pairs:
+        image_bytes, height, width = tfrecord_utils.load_rgb_image(image_path)
+        raw = tfrecord_utils.read_label_indices(label_path)
+        if raw.shape != (height, width):
+            raise DataError(
+                f"size mismatch: image {image_path} is {width}x{height} (WxH) but label "
+                f"{label_path} is {raw.shape[1]}x{raw.shape[0]}"
+            )
+        label = map_label(raw, table, label_path, unmapped, num_classes)
+        yield tfrecord_utils.make_example(
+            image_bytes, tfrecord_utils.encode_png(label), image_path, height, width
+        )
+        progress.step()
+
+
+def convert_folders(
+    image_dir: str,
+    label_dir: str,
+    output_path: str,
+    num_shards: int = 1,
+    label_map_path: str | None = None,
+    unmapped: str = "error",
+    num_classes: int | None = None,
+    image_suffixes: Sequence[str] = DEFAULT_IMAGE_SUFFIXES,
+    label_suffix: str = "",
+) -> list[str]:
+    """Converts paired image and label folders into record file(s).
+
+    Args:
+      image_dir: image folder (searched recursively).
+      label_dir: label folder (searched recursively); may equal ``image_dir``
+        when ``label_suffix`` is set.
+      output_path: record file; with ``num_shards > 1`` the shards are
+        ``<output_path>-0000i-of-0000N``.
+      num_shards: number of output files.
+      label_map_path: optional JSON/text raw value -> class id map.
+      unmapped: what unlisted raw values do: ``"error"`` or ``"ignore"`` (-> 255).
+      num_classes: if given, check every class id is below it or 255.
+      image_suffixes: image extensions to pick up.
+      label_suffix: added to the image's name to get the label's (before ``.png``).
+
+    Returns:
+      The paths of the written record files.
+    """
+    if unmapped not in UNMAPPED_POLICIES:
+        raise ValueError(f"--unmapped_label must be one of {UNMAPPED_POLICIES}, got {unmapped!r}")
+    if num_classes is not None and not 1 <= num_classes <= 255:
+        raise ValueError(
+            f"--num_classes must be in 1..255 (255 is the ignore label), got {num_classes}"
+        )
+    pairs = find_folder_pairs(image_dir, label_dir, image_suffixes, label_suffix)
+    label_map = load_label_map(label_map_path) if label_map_path else None
+    table = build_lookup_table(label_map)
+    logging.info("Converting %d image/label pairs from %s and %s", len(pairs), image_dir, label_dir)
+    paths = tfrecord_utils.write_sharded(
+        _examples(pairs, table, unmapped, num_classes), output_path, num_shards
+    )
+    logging.info("Wrote %s", ", ".join(paths))
+    return paths
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("image_dir", None, "Folder of images (searched recursively).")
+    flags.DEFINE_string("label_dir", None, "Folder of single-channel label PNGs.")
+    flags.DEFINE_string("output_path", None, "Record file to write.")
+    flags.DEFINE_integer("num_shards", 1, "Number of output files (<output_path>-0000i-of-0000N).")
+    flags.DEFINE_string("label_map", None, "JSON or text file mapping raw label values to ids.")
+    flags.DEFINE_enum(
+        "unmapped_label",
+        "error",
+        list(UNMAPPED_POLICIES),
+        "Raw label values missing from --label_map: stop with an error, or map them to 255.",
+    )
+    flags.DEFINE_integer("num_classes", None, "If set, every label value must be < it or 255.")
+    flags.DEFINE_list("image_suffixes", list(DEFAULT_IMAGE_SUFFIXES), "Image file extensions.")
+    flags.DEFINE_string("label_suffix", "", "Label name = image name + this + .png.")
+    for name in ("image_dir", "label_dir", "output_path"):
+        flags.mark_flag_as_required(name)
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    flag_values = flags.FLAGS
+    convert_folders(
+        image_dir=flag_values.image_dir,
+        label_dir=flag_values.label_dir,
+        output_path=flag_values.output_path,
+        num_shards=flag_values.num_shards,
+        label_map_path=flag_values.label_map,
+        unmapped=flag_values.unmapped_label,
+        num_classes=flag_values.num_classes,
+        image_suffixes=flag_values.image_suffixes,
+        label_suffix=flag_values.label_suffix,
+    )
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
