@@ -1,0 +1,55 @@
+"""Builds an ICNet or PSPNet from the ``model`` block of a pipeline config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from builders import hyperparams_builder
+from models import ICNet, PSPNet, SegmentationModel
+from protos import model_pb2
+
+
+def build(
+    model_config: model_pb2.FastSegmentationModel,
+    *,
+    layer_widths: Mapping[str, int] | None = None,
+    sync_batch_norm: bool = False,
+) -> SegmentationModel:
+    """Turns the config's model into a Keras model (variables are created on first call).
+
+    Args:
+      model_config: the pipeline config's ``model`` message.
+      layer_widths: optional conv scope -> number of filters, overriding the
+        widths ``filter_scale`` gives (a pruned model's exact shape).
+      sync_batch_norm: synchronise batch-norm statistics across replicas
+        (multi-device training).
+
+    Raises:
+      ValueError: no model is set, or a value the model rejects (named).
+    """
+    kind = model_config.WhichOneof("model")
+    if kind is None:
+        raise ValueError(
+            "the config has no model: add model { icnet { ... } } or { pspnet { ... } }."
+        )
+    config = getattr(model_config, kind)
+    if not config.HasField("filter_scale"):
+        raise ValueError(f"model.{kind}.filter_scale is required (1.0 for the full model).")
+    kwargs = dict(
+        num_classes=config.num_classes,
+        filter_scale=config.filter_scale,
+        backbone=config.feature_extractor.type,
+        hyperparams=hyperparams_builder.build(config.hyperparams),
+        upsample_logits=config.loss.upsample_logits,
+        layer_widths=layer_widths,
+        sync_batch_norm=sync_batch_norm,
+    )
+    if config.pooling_factors:
+        kwargs["pooling_factors"] = tuple(config.pooling_factors)
+    if kind == "icnet":
+        return ICNet(
+            pretrain_single_branch_mode=config.pretrain_single_branch_mode,
+            mobile_ops_only=config.mobile_ops_only,
+            **kwargs,
+        )
+    return PSPNet(**kwargs)
