@@ -1,0 +1,179 @@
+"""Checkpoints: our format, reading any checkpoint by variable name, restoring models.
+
+Our checkpoints are ``tf.train.Checkpoint`` files in which the model's variables
+are stored under their TF-slim names (``model.named_variables()``), e.g.
+``SharedFeatureExtractor/resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/weights``,
+next to the optimizer (slots, iteration count) and the global step. Keying by
+slim name, rather than by the Keras object graph, is what lets one model be
+initialised from another's checkpoint (ICNet from PSPNet, a pruned model from
+its parent) and lets the original's TF1 checkpoints be read the same way:
+:func:`read_named_tensors` returns ``{slim name: array}`` for both kinds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+MODEL_VARIABLES = "model_variables"
+_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+_PREFIX = MODEL_VARIABLES + "/"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+def make_checkpoint(model, optimizer=None, step: tf.Variable | None = None) -> tf.train.Checkpoint:
+    """The checkpoint object of a model (and optionally its optimizer and step).
+
+    Args:
+      model: a built ``SegmentationModel`` (variables created).
+      optimizer: a built Keras optimizer, to save/restore its slots and iterations.
+      step: the global step variable (int64).
+    """
+    variables = model.named_variables()
+    if not variables:
+        raise CheckpointError("the model has no variables yet; call model.build_variables() first.")
+    objects = {MODEL_VARIABLES: dict(variables)}
+    if optimizer is not None:
+        objects["optimizer"] = optimizer
+    if step is not None:
+        objects["step"] = step
+    return tf.train.Checkpoint(**objects)
+
+
+def resolve_checkpoint(path: str) -> str:
+    """Returns a checkpoint prefix from a prefix or a directory (its latest checkpoint).
+
+    Raises:
+      CheckpointError: nothing readable at ``path``; the message says what was looked for.
+    """
+    if tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(
+                f"no checkpoint in directory {path!r} (no 'checkpoint' state file); pass a "
+                "checkpoint prefix such as path/to/model.ckpt-1000 or a training directory."
+            )
+        return latest
+    if not tf.io.gfile.exists(path + ".index"):
+        raise CheckpointError(
+            f"checkpoint {path!r} not found: expected {path}.index and its data files. Pass the "
+            "prefix (without .index / .data-*), e.g. train_dir/model.ckpt-1000."
+        )
+    return path
+
+
+def _name_of_key(key: str) -> str | None:
+    """Slim name of a checkpoint key, or None for keys that are not model variables."""
+    if key.startswith(_PREFIX) and key.endswith(_SUFFIX):
+        return key[len(_PREFIX) : -len(_SUFFIX)].replace(".S", "/")
+    if _SUFFIX in key or key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH"):
+        return None  # another object of a TF2 checkpoint (optimizer, step, ...)
+    return key  # a TF1 name-based checkpoint: the key is the variable name
+
+
+def checkpoint_shapes(path: str) -> dict[str, list[int]]:
+    """``{variable name: shape}`` of every model variable in a checkpoint (ours or TF1)."""
+    reader = tf.train.load_checkpoint(resolve_checkpoint(path))
+    shapes = {}
+    for key, shape in reader.get_variable_to_shape_map().items():
+        name = _name_of_key(key)
+        if name is not None:
+            shapes[name] = shape
+    return shapes
+
+
+def read_named_tensors(path: str, names=None) -> dict[str, np.ndarray]:
+    """Reads model variables of a checkpoint by name (ours or a TF1 name-based one).
+
+    Args:
+      path: a checkpoint prefix or a directory holding checkpoints.
+      names: only read these names (all model variables when None).
+
+    Returns:
+      ``{slim name: array}``.
+    """
+    prefix = resolve_checkpoint(path)
+    reader = tf.train.load_checkpoint(prefix)
+    wanted = None if names is None else set(names)
+    tensors = {}
+    for key in reader.get_variable_to_shape_map():
+        name = _name_of_key(key)
+        if name is not None and (wanted is None or name in wanted):
+            tensors[name] = reader.get_tensor(key)
+    return tensors
+
+
+def assign_named_tensors(
+    variables: Mapping[str, tf.Variable], tensors: Mapping[str, np.ndarray], source: str
+) -> list[str]:
+    """Assigns tensors to the variables of the same name; checks shapes first.
+
+    Returns:
+      The names assigned.
+
+    Raises:
+      CheckpointError: a shape differs (all mismatches are listed, nothing is assigned).
+    """
+    mismatched = [
+        f"{name}: checkpoint {list(tensors[name].shape)} vs model {variables[name].shape.as_list()}"
+        for name in variables
+        if name in tensors and list(tensors[name].shape) != variables[name].shape.as_list()
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"{len(mismatched)} variable(s) of {source} do not fit the model's shapes (was it "
+            "trained with another filter_scale, num_classes or pruned widths?):\n  "
+            + "\n  ".join(mismatched[:20])
+        )
+    assigned = []
+    for name, variable in variables.items():
+        if name in tensors:
+            variable.assign(tensors[name])
+            assigned.append(name)
+    return assigned
+
+
+def restore_model(model, path: str) -> str:
+    """Restores every model variable from a checkpoint, exactly (for eval, export, inference).
+
+    Args:
+      model: a ``SegmentationModel``; its variables are created if needed.
+      path: a checkpoint prefix or a training directory (its latest checkpoint).
+
+    Returns:
+      The checkpoint prefix that was read.
+
+    Raises:
+      CheckpointError: the checkpoint is missing, or lacks or mismatches a model variable.
+    """
+    prefix = resolve_checkpoint(path)
+    if not model.named_variables():
+        model.build_variables()
+    variables = model.named_variables()
+    tensors = read_named_tensors(prefix, names=variables)
+    missing = sorted(set(variables) - set(tensors))
+    if missing:
+        raise CheckpointError(
+            f"{len(missing)} model variable(s) are not in {prefix} (was it written for another "
+            "model or config?): " + ", ".join(missing[:10])
+        )
+    assign_named_tensors(variables, tensors, prefix)
+    logging.info("Restored %d variables from %s", len(variables), prefix)
+    return prefix
+
+
+def checkpoint_step(prefix: str) -> int | None:
+    """The global step stored in one of our checkpoints, else the ``-N`` suffix, else None."""
+    reader = tf.train.load_checkpoint(prefix)
+    key = "step" + _SUFFIX
+    if reader.has_tensor(key):
+        return int(reader.get_tensor(key))
+    tail = os.path.basename(prefix).rsplit("-", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
