@@ -69,7 +69,7 @@ CITYSCAPES_CLASS_NAMES = (
 )
 
 # labelId of each train id (cityscapesScripts helpers/labels.py).
-CITYSCAPES_TRAIN_ID_TO_LABEL_ID = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+CITYSCAPES_TRAIN_ID_TO_LABEL_ID = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)  # fmt: skip
 
 # Official Cityscapes colours (cityscapesScripts helpers/labels.py), train-id order.
 CITYSCAPES_PALETTE = (
