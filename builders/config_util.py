@@ -22,12 +22,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 
 from google.protobuf import descriptor, descriptor_pool, text_format
 from google.protobuf.message import Message
 
+from core import file_utils
 from protos import compressor_pb2, pipeline_pb2
 
 PLACEHOLDER = "MODIFY_THIS_FIELD"
@@ -269,17 +269,8 @@ def write_pipeline_config(config: pipeline_pb2.PipelineConfig, directory: str) -
     Returns:
       The path written.
     """
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, PIPELINE_CONFIG_NAME)
-    handle, temp_path = tempfile.mkstemp(dir=directory, prefix=".pipeline.config.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text_format.MessageToString(config))
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+    file_utils.atomic_write_text(path, text_format.MessageToString(config))
     return path
 
 

@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from core import file_utils
 
 
 def confusion_matrix(
@@ -282,7 +282,12 @@ def _json_float(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def write_json(result: dict[str, Any], path: str, class_names: Sequence[str]) -> str:
+def write_json(
+    result: dict[str, Any],
+    path: str,
+    class_names: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
+) -> str:
     """Writes the scores as JSON atomically (a reader never sees a partial file).
 
     The file holds ``miou``, ``pixel_accuracy``, ``mean_class_accuracy``,
@@ -294,38 +299,30 @@ def write_json(result: dict[str, Any], path: str, class_names: Sequence[str]) ->
       result: the output of :meth:`ConfusionMatrix.result`.
       path: the JSON file to write; its directory is created if needed.
       class_names: one name per class, in class-id order.
+      extra: JSON-serialisable fields written first (e.g. the checkpoint and step).
 
     Returns:
       ``path``.
     """
     _check_names(result, class_names)
-    payload = {
-        "miou": _json_float(result["miou"]),
-        "pixel_accuracy": _json_float(result["pixel_accuracy"]),
-        "mean_class_accuracy": _json_float(result["mean_class_accuracy"]),
-        "num_pixels": int(result["num_pixels"]),
-        "classes": {
-            name: {
-                "iou": _json_float(result["iou"][index]),
-                "accuracy": _json_float(result["class_accuracy"][index]),
-                "gt_pixels": int(result["gt_pixels"][index]),
-                "predicted_pixels": int(result["predicted_pixels"][index]),
-            }
-            for index, name in enumerate(class_names)
-        },
-        "class_names": list(class_names),
-        "confusion_matrix": np.asarray(result["confusion_matrix"]).tolist(),
-    }
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2, allow_nan=False)
-            stream.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-    return path
+    payload = dict(extra or {})
+    payload.update(
+        {
+            "miou": _json_float(result["miou"]),
+            "pixel_accuracy": _json_float(result["pixel_accuracy"]),
+            "mean_class_accuracy": _json_float(result["mean_class_accuracy"]),
+            "num_pixels": int(result["num_pixels"]),
+            "classes": {
+                name: {
+                    "iou": _json_float(result["iou"][index]),
+                    "accuracy": _json_float(result["class_accuracy"][index]),
+                    "gt_pixels": int(result["gt_pixels"][index]),
+                    "predicted_pixels": int(result["predicted_pixels"][index]),
+                }
+                for index, name in enumerate(class_names)
+            },
+            "class_names": list(class_names),
+            "confusion_matrix": np.asarray(result["confusion_matrix"]).tolist(),
+        }
+    )
+    return file_utils.atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")

@@ -6,12 +6,10 @@ ids outside the palette, the ignore label included, are drawn black.
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 from PIL import Image
 
+from core import file_utils
 from core.standard_fields import CITYSCAPES_PALETTE
 
 IGNORE_COLOUR = (0, 0, 0)
@@ -92,15 +90,6 @@ def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
 
 def save_png(array: np.ndarray, path: str) -> str:
     """Writes a uint8 image as PNG atomically (a reader never sees a partial file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(handle)
-    try:
+    with file_utils.atomic_path(path, suffix=".png") as temp:
         Image.fromarray(np.asarray(array, dtype=np.uint8)).save(temp, format="PNG")
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
     return path

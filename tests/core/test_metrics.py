@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from core import metrics
+from core import file_utils, metrics
 from core.metrics import ConfusionMatrix
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -201,10 +201,10 @@ def test_write_json_is_atomic_and_valid(tmp_path, monkeypatch):
     assert data["class_names"] == names
 
     # A failure while writing leaves the previous file intact and no temp file.
-    def broken_dump(*args, **kwargs):
+    def broken_replace(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(metrics.json, "dump", broken_dump)
+    monkeypatch.setattr(file_utils.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         metrics.write_json(metric.result(), path, names)
     assert os.listdir(tmp_path / "eval") == ["metrics.json"]
