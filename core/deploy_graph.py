@@ -1,0 +1,177 @@
+"""The deploy graph shared by the exporter and the checkpoint segmenter.
+
+The graph is the original project's (``libs/exporter.py``):
+
+  ``inputs`` uint8 [N, H, W, 3] -> optional zero padding bottom/right to ``pad_to_shape``
+  -> ``model.preprocess`` -> ``model.predict`` (eval mode, full-size logits) -> argmax
+  -> crop back to [H, W] -> [N, H, W, 1] int32 class ids, or with ``output_colours`` the
+  palette colours [N, H, W, 3] uint8 (a gather, where the original used a one-hot matmul)
+  -> ``predictions`` (an identity op of that name).
+
+H and W must be static: the pyramid pooling chooses its kernel sizes from the feature-map size
+when the graph is traced, so a graph with unknown H or W cannot be built (the original accepted
+-1 there only because its pooling read the size at run time). The batch size may be -1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from core.visualization import palette_lut
+
+INPUT_NAME = "inputs"
+OUTPUT_NAME = "predictions"
+
+InputShape = tuple[int | None, int, int, int]
+
+
+class ExportError(ValueError):
+    """An export cannot be done as asked; the message names the flag or file and the fix."""
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _text(value: str | Sequence) -> str:
+    """A shape value as the user typed it (absl list flags arrive as lists of strings)."""
+    return value if isinstance(value, str) else ",".join(str(item) for item in value)
+
+
+def _parse_ints(value: str | Sequence, flag: str) -> list[int]:
+    """``"1024,2048,3"`` or ``["1024", "2048", "3"]`` or ``[1024, 2048, 3]`` -> ints."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        return [int(str(item).strip()) for item in items]
+    except ValueError:
+        raise ExportError(
+            f"{flag}={_text(value)!r} is not a comma-separated list of integers, e.g. 1024,2048,3."
+        ) from None
+
+
+def parse_input_shape(value: str | Sequence, flag: str = "--input_shape") -> InputShape:
+    """Parses the export input shape.
+
+    Args:
+      value: ``H,W,3`` (a batch dimension of -1 is added) or ``N,H,W,3``; -1 is allowed
+        for N only.
+      flag: name used in error messages.
+
+    Returns:
+      ``(batch or None, height, width, 3)``.
+
+    Raises:
+      ExportError: malformed value, unknown height/width, or not 3 channels.
+    """
+    dims = _parse_ints(value, flag)
+    if len(dims) == 3:
+        dims = [-1, *dims]
+    if len(dims) != 4:
+        raise ExportError(
+            f"{flag}={_text(value)!r} must have 3 (height,width,3) or 4 (batch,height,width,3) "
+            f"values, got {len(dims)}."
+        )
+    batch, height, width, channels = dims
+    if height == -1 or width == -1:
+        raise ExportError(
+            f"{flag}={_text(value)!r}: height and width must be known (got -1). The pyramid pooling "
+            "picks its kernel sizes from the feature-map size when the graph is built, so "
+            "export at the fixed size you will run at, e.g. 1024,2048,3 (and resize images to it)."
+        )
+    if channels != 3:
+        raise ExportError(
+            f"{flag}={_text(value)!r}: the last dimension must be 3 (RGB), got {channels}."
+        )
+    if batch == 0 or batch < -1 or height < 1 or width < 1:
+        raise ExportError(
+            f"{flag}={_text(value)!r}: dimensions must be positive (or -1 for the batch)."
+        )
+    return (None if batch == -1 else batch, height, width, channels)
+
+
+def parse_pad_to_shape(
+    value: str | Sequence | None, input_shape: InputShape, flag: str = "--pad_to_shape"
+) -> tuple[int, int] | None:
+    """Parses ``H,W`` (a trailing ``,3`` is accepted); None or empty means no padding.
+
+    Raises:
+      ExportError: malformed, or smaller than the input height/width.
+    """
+    if value is None or (not isinstance(value, str) and len(value) == 0) or value == "":
+        return None
+    dims = _parse_ints(value, flag)
+    if len(dims) == 3 and dims[2] == 3:
+        dims = dims[:2]
+    if len(dims) != 2:
+        raise ExportError(f"{flag}={_text(value)!r} must be height,width, e.g. 1025,2049.")
+    height, width = dims
+    if height < input_shape[1] or width < input_shape[2]:
+        raise ExportError(
+            f"{flag}={_text(value)!r} is smaller than the input {input_shape[1]}x{input_shape[2]}; "
+            "padding only grows the image (bottom/right)."
+        )
+    return height, width
+
+
+def check_model_input_size(model, size: tuple[int, int], what: str) -> None:
+    """Raises ExportError when ``size`` is below the model's smallest input."""
+    min_h, min_w = model.min_input_size()
+    if size[0] < min_h or size[1] < min_w:
+        raise ExportError(
+            f"{what} {size[0]}x{size[1]} is too small for this model: its pyramid pooling needs "
+            f"at least {min_h}x{min_w}. Use a larger --input_shape or --pad_to_shape."
+        )
+
+
+# --------------------------------------------------------------------------- graph
+
+
+def build_serving_function(
+    model,
+    input_shape: InputShape,
+    pad_to_shape: tuple[int, int] | None = None,
+    output_colours: bool = False,
+) -> tf.types.experimental.PolymorphicFunction:
+    """The deploy graph as a ``tf.function`` with a fixed input signature.
+
+    Args:
+      model: a built ``SegmentationModel`` (weights restored).
+      input_shape: ``(batch or None, height, width, 3)`` from :func:`parse_input_shape`.
+      pad_to_shape: ``(height, width)`` the input is zero-padded to (bottom/right) before the
+        network; the predictions are cropped back to the input size.
+      output_colours: output palette colours instead of class ids.
+
+    Returns:
+      A function ``inputs`` uint8 [N, H, W, 3] -> ``{"predictions": ...}``: int32 class ids
+      [N, H, W, 1], or uint8 RGB [N, H, W, 3] with ``output_colours``.
+    """
+    batch, height, width, _ = input_shape
+    net_size = pad_to_shape or (height, width)
+    check_model_input_size(model, net_size, "the network input (--pad_to_shape or --input_shape)")
+    lut = tf.constant(palette_lut(), dtype=tf.uint8)  # ids outside the palette are black
+
+    @tf.function(input_signature=[tf.TensorSpec([batch, height, width, 3], tf.uint8, INPUT_NAME)])
+    def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        images = tf.cast(inputs, tf.float32)
+        if pad_to_shape is not None:
+            images = tf.image.pad_to_bounding_box(images, 0, 0, net_size[0], net_size[1])
+        logits = model.predict(model.preprocess(images), training=False)["logits"]
+        ids = model.postprocess(logits, net_size)[:, :height, :width]
+        if output_colours:
+            result = tf.gather(lut, ids)
+        else:
+            result = ids[..., tf.newaxis]
+        return {OUTPUT_NAME: tf.identity(result, name=OUTPUT_NAME)}
+
+    return serve
+
+
+def freeze(serve: tf.types.experimental.PolymorphicFunction):
+    """The serving function's concrete function with every variable folded into a constant.
+
+    This frozen function is also what the TFLite converter is given: converting a function that
+    still reads Keras 3 variables yields a model with VAR_HANDLE ops that outputs NaN.
+    """
+    return convert_variables_to_constants_v2(serve.get_concrete_function())

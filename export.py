@@ -1,0 +1,72 @@
+"""Exports a trained model: frozen graph, SavedModel, TFLite (float32, int8) and a checkpoint.
+
+Example (Cityscapes, as the original):
+  python export.py --config_path configs/icnet_resnet_v1_1.0_cityscapes.config \
+      --trained_checkpoint train_dir/model.ckpt-100000 --output_dir exported \
+      --input_shape 1024,2048,3 --pad_to_shape 1025,2049
+
+See core/exporter.py for the files written. Height and width of --input_shape must be known:
+the pyramid pooling sizes its kernels when the graph is built.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from builders.config_util import ConfigError
+from core import exporter
+from core.checkpoint_utils import CheckpointError
+from core.tflite_export import TFLiteConversionError
+
+flags.DEFINE_list(
+    "input_shape",
+    None,
+    "Input of the exported graph: H,W,3 or N,H,W,3 (N may be -1; H and W must be known).",
+)
+flags.DEFINE_list(
+    "pad_to_shape",
+    None,
+    "Zero-pad the input bottom/right to H,W before the network, e.g. "
+    "1025,2049; predictions are cropped back to the input size.",
+)
+flags.DEFINE_string("config_path", None, "Pipeline .config the model was trained with.")
+flags.DEFINE_string(
+    "trained_checkpoint", None, "Checkpoint prefix (train_dir/model.ckpt-N) or training directory."
+)
+flags.DEFINE_string("output_dir", None, "Directory for the exported files.")
+flags.DEFINE_bool("output_colours", False, "Output palette RGB colours instead of class ids.")
+flags.DEFINE_list(
+    "formats", list(exporter.FORMATS), f"Formats to write, from {','.join(exporter.FORMATS)}."
+)
+flags.DEFINE_integer(
+    "num_calibration_images", 100, "Eval images used to calibrate the int8 TFLite model."
+)
+flags.DEFINE_multi_string("config_override", None, "Text-format PipelineConfig snippets.")
+flags.mark_flags_as_required(["input_shape", "config_path", "trained_checkpoint", "output_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        result = exporter.export_inference_graph(
+            config_path=FLAGS.config_path,
+            trained_checkpoint=FLAGS.trained_checkpoint,
+            output_dir=FLAGS.output_dir,
+            input_shape=FLAGS.input_shape,
+            pad_to_shape=FLAGS.pad_to_shape,
+            output_colours=FLAGS.output_colours,
+            formats=FLAGS.formats,
+            num_calibration_images=FLAGS.num_calibration_images,
+            config_override=FLAGS.config_override,
+        )
+    except (ConfigError, CheckpointError, exporter.ExportError, TFLiteConversionError) as error:
+        sys.exit(f"error: {error}")  # a clear message, not the whole flag help
+    print(f"Exported to {result.output_dir}: " + ", ".join(sorted(result.summary["files"])))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,77 @@
+"""Segments an image, a folder of images or a video with a checkpoint or an exported model.
+
+Examples:
+  python inference.py --input_path demo.png --output_dir out \
+      --config_path configs/icnet_resnet_v1_1.0_cityscapes.config \
+      --trained_checkpoint train_dir/model.ckpt-100000
+  python inference.py --input_path frames/ --model_path exported/model_float32.tflite \
+      --output_dir out --label_ids
+
+Images of another size than the network input are resized to it and the prediction is resized
+back (nearest) to the image size. With a checkpoint the network input is --input_shape
+(default 1024,2048,3, padded to 1025,2049 as the original when neither flag is given); an
+exported model has its own.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from builders.config_util import ConfigError
+from core import inference_runner
+from core.checkpoint_utils import CheckpointError
+from core.deploy_graph import ExportError
+from core.segmenters import load_segmenter
+
+flags.DEFINE_string("input_path", None, "An image, a video, or a folder of .jpg/.jpeg/.png.")
+flags.DEFINE_list(
+    "input_shape", None, "Network input H,W,3 for a checkpoint (default 1024,2048,3)."
+)
+flags.DEFINE_list(
+    "pad_to_shape", None, "Pad the network input to H,W (checkpoints only), e.g. 1025,2049."
+)
+flags.DEFINE_string("config_path", None, "Pipeline .config (required with a checkpoint).")
+flags.DEFINE_string("trained_checkpoint", None, "Checkpoint prefix or training directory.")
+flags.DEFINE_string(
+    "model_path", None, "Exported model instead of a checkpoint: .pb, saved_model dir or .tflite."
+)
+flags.DEFINE_string("output_dir", "./", "Where the results are written.")
+flags.DEFINE_bool("label_ids", False, "Write Cityscapes label-id PNGs instead of overlays.")
+flags.DEFINE_enum(
+    "overlay", "side_by_side", list(inference_runner.OVERLAYS), "How overlays are drawn."
+)
+flags.DEFINE_integer("warmup", 2, "Untimed network runs before latency is measured.")
+flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads (default: its own).")
+flags.mark_flag_as_required("input_path")
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        segmenter = load_segmenter(
+            model_path=FLAGS.model_path,
+            config_path=FLAGS.config_path,
+            trained_checkpoint=FLAGS.trained_checkpoint,
+            input_shape=FLAGS.input_shape,
+            pad_to_shape=FLAGS.pad_to_shape,
+            num_threads=FLAGS.num_threads,
+        )
+        report = inference_runner.run_inference(
+            segmenter,
+            FLAGS.input_path,
+            FLAGS.output_dir,
+            overlay=FLAGS.overlay,
+            label_ids=FLAGS.label_ids,
+            warmup=FLAGS.warmup,
+        )
+    except (ConfigError, CheckpointError, ExportError, inference_runner.InferenceError) as error:
+        sys.exit(f"error: {error}")  # a clear message, not the whole flag help
+    print(report.summary())
+
+
+if __name__ == "__main__":
+    app.run(main)
