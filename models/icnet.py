@@ -142,12 +142,12 @@ class ICNet(SegmentationModel):
             return self._call_single_branch(images, training, include_aux)
         half = self.backbone.call_early(interp(images, 0.5), training=training)
         late = self.backbone.call_late(interp(half, 0.5), training=training)
-        quarter = self.psp(late[self.backbone.final_endpoint], training=training)
+        quarter = self._psp(late[self.backbone.final_endpoint], training)
         full = images
         for conv in self.full_branch:
             full = conv(full, training=training)
-        fused, upsampled_1_16 = self.cff[0](quarter, half, training=training)
-        fused, upsampled_1_8 = self.cff[1](fused, full, training=training)
+        fused, upsampled_1_16 = self._cff(0, quarter, half, training)
+        fused, upsampled_1_8 = self._cff(1, fused, full, training)
         logits = self.predictions(interp(fused, 2.0))
         if not training or self.upsample_logits:
             logits = interp(logits, 4.0)
@@ -161,7 +161,7 @@ class ICNet(SegmentationModel):
         self, images: tf.Tensor, training: bool, include_aux: bool
     ) -> dict[str, tf.Tensor]:
         endpoints = self.backbone(images, training=training)
-        features = self.psp(endpoints[self.backbone.final_endpoint], training=training)
+        features = self._psp(endpoints[self.backbone.final_endpoint], training)
         logits = self.predictions(features)
         if not training or self.upsample_logits:
             logits = interp(logits, 8.0)
@@ -170,6 +170,21 @@ class ICNet(SegmentationModel):
             aux_input = endpoints[self.backbone.default_aux_endpoint]
             result[outputs.AUX_LOGITS] = self.aux_heads[0](aux_input)
         return result
+
+    def _psp(self, features: tf.Tensor, training: bool) -> tf.Tensor:
+        return self.run_segment("FastPSPModule", lambda x: self.psp(x, training=training), features)
+
+    def _cff(
+        self, index: int, coarse: tf.Tensor, fine: tf.Tensor, training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        unit = self.cff[index]
+        return self.run_segment(
+            unit.scope, lambda c, f: tuple(unit(c, f, training=training)), coarse, fine
+        )
+
+    def head_segments(self) -> tuple[str, ...]:
+        """``FastPSPModule`` and the CFF units (none in pretrain mode)."""
+        return ("FastPSPModule", *(unit.scope for unit in self.cff))
 
     def output_specs(self, training: bool = True) -> tuple[outputs.OutputSpec, ...]:
         """Main logits (weight ``main_branch_loss_weight``) and, in training, the aux ones."""

@@ -110,7 +110,11 @@ class PSPNet(SegmentationModel):
         training = bool(training)
         include_aux = training if include_aux is None else bool(include_aux)
         endpoints = self.backbone(images, training=training)
-        features = self.psp(endpoints[self.backbone.final_endpoint], training=training)
+        features = self.run_segment(
+            "PSPModule",
+            lambda x: self.psp(x, training=training),
+            endpoints[self.backbone.final_endpoint],
+        )
         logits = self.predictions(features)
         if not training or self.upsample_logits:
             logits = interp(logits, 8.0)
@@ -153,3 +157,7 @@ class PSPNet(SegmentationModel):
 
     def aux_scopes(self) -> tuple[str, ...]:
         return (self.aux_head.scope,)
+
+    def head_segments(self) -> tuple[str, ...]:
+        """The pyramid pooling module (``PSPModule``)."""
+        return ("PSPModule",)

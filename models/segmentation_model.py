@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models import outputs
+from models import outputs, recompute
 from models.backbones.base import Backbone
 from models.layers.conv_bn import ConvBN, PredictionConv
 from models.layers.interp import resize_bilinear
@@ -43,6 +43,8 @@ class SegmentationModel(keras.Model):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
         self.num_classes = num_classes
         self.backbone = backbone
+        # Head segments run under tf.recompute_grad; see set_recompute_scopes.
+        self.recompute_scopes: frozenset[str] = frozenset()
 
     def build(self, input_shape) -> None:
         # Sub-layers build themselves on the first call; there is nothing to create up front.
@@ -140,3 +142,40 @@ class SegmentationModel(keras.Model):
     def aux_scopes(self) -> tuple[str, ...]:
         """Scopes of the training-only classifier convs."""
         raise NotImplementedError
+
+    # -- gradient checkpointing -----------------------------------------------------------------
+
+    def head_segments(self) -> tuple[str, ...]:
+        """Scopes of the head sub-blocks that can be recomputed in backprop."""
+        return ()
+
+    def recompute_segments(self) -> tuple[str, ...]:
+        """Every segment :meth:`set_recompute_scopes` accepts, backbone first."""
+        return self.backbone.recompute_segments() + self.head_segments()
+
+    def default_recompute_scopes(self) -> tuple[str, ...]:
+        """The original ``train_mem_saving.py`` defaults: each backbone block and the fusion units."""
+        return self.recompute_segments()
+
+    def set_recompute_scopes(self, names: Sequence[str]) -> tuple[str, ...]:
+        """Runs the named segments under ``tf.recompute_grad`` from the next trace on.
+
+        Args:
+          names: segment scopes (see :meth:`recompute_segments`) or the original's checkpoint
+            node names inside them (``.../block1/unit_3/bottleneck_v1/Relu``,
+            ``FastPSPModule/Conv/Relu6``, ``CascadeFeatureFusion/Relu``); empty turns it off.
+
+        Returns:
+          The selected segments.
+
+        Raises:
+          ValueError: a name is not in (or under) any segment.
+        """
+        selected = recompute.resolve_scopes(names, self.recompute_segments(), self.name)
+        self.recompute_scopes = frozenset(selected)
+        self.backbone.recompute_scopes = frozenset(selected)
+        return selected
+
+    def run_segment(self, scope: str, fn, *inputs: tf.Tensor):
+        """``fn(*inputs)``, recomputed in backprop when ``scope`` was selected."""
+        return recompute.run_segment(fn, *inputs, recompute=scope in self.recompute_scopes)

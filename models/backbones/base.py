@@ -31,6 +31,8 @@ class Backbone(keras.layers.Layer):
     final_endpoint: str
     default_aux_endpoint: str
     late_endpoints: tuple[str, ...]
+    # Segments run under tf.recompute_grad (gradient checkpointing); set by the model.
+    recompute_scopes: frozenset[str] = frozenset()
 
     def call_early(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Early stage: preprocessed images [b, H, W, 3] -> [b, ~H/8, ~W/8, c_early]."""
@@ -58,3 +60,7 @@ class Backbone(keras.layers.Layer):
     def scoped_layers(self) -> list[ConvBN]:
         """All conv blocks, in build order."""
         raise NotImplementedError
+
+    def recompute_segments(self) -> tuple[str, ...]:
+        """Scopes of the sub-blocks that can be recomputed in backprop (none by default)."""
+        return ()

@@ -25,6 +25,7 @@ import tensorflow as tf
 from models.backbones.base import Backbone
 from models.hyperparams import ConvHyperparams
 from models.layers.conv_bn import ConvBN
+from models.recompute import run_segment
 from models.widths import WidthResolver
 
 # ImageNet RGB mean subtracted by slim's VGG/ResNet preprocessing.
@@ -185,9 +186,20 @@ class DilatedResNet50(Backbone):
             self.units.extend(units)
 
     def _run_block(self, index: int, x: tf.Tensor, training: bool) -> tf.Tensor:
-        for unit in self.units[self._block_slices[index]]:
-            x = unit(x, training=training)
-        return x
+        def block(x: tf.Tensor) -> tf.Tensor:
+            for unit in self.units[self._block_slices[index]]:
+                x = unit(x, training=training)
+            return x
+
+        scope = self._block_scope(index)
+        return run_segment(block, x, recompute=scope in self.recompute_scopes)
+
+    def _block_scope(self, index: int) -> str:
+        return f"{self.scope_prefix}/block{index + 1}"
+
+    def recompute_segments(self) -> tuple[str, ...]:
+        """The four blocks, e.g. ``SharedFeatureExtractor/resnet_v1_50/block1``."""
+        return tuple(self._block_scope(index) for index in range(len(BLOCKS)))
 
     def call_early(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Root and block1: [b, H, W, 3] -> [b, ~H/8, ~W/8, 256 * filter_scale]."""

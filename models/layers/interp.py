@@ -60,7 +60,9 @@ def resize_bilinear(images: tf.Tensor, size: Size) -> tf.Tensor:
     )
     if not isinstance(size, tf.Tensor):
         resized.set_shape([images.shape[0], size[0], size[1], images.shape[3]])
-    return resized
+    # ResizeBilinear always computes in float32; keep the input's dtype so float16/bfloat16
+    # (mixed precision) features can be added to the other branches.
+    return tf.cast(resized, images.dtype)
 
 
 def interp(images: tf.Tensor, factor: float) -> tf.Tensor:

@@ -1,0 +1,25 @@
+"""Trains like train.py with gradient checkpointing, for larger batches or crops per GPU.
+
+The segments named by --checkpoint_nodes (default: each backbone block and the fusion units) run
+under tf.recompute_grad: their activations are recomputed in backprop instead of kept. Gradients
+are the same as train.py's. --log_memory reports the peak memory.
+
+Example:
+  python train_mem_saving.py --logdir=train_dir --log_memory
+      --config_path=configs/single_stage_icnet_1.0_1025_resnet_v1.config
+"""
+
+from absl import app, flags
+
+from core import train_flags
+
+train_flags.define_flags(mem_saving=True)
+flags.adopt_module_key_flags(train_flags)  # list them in --helpshort
+
+
+def main(argv):
+    train_flags.main(argv, mem_saving=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
