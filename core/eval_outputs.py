@@ -31,22 +31,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import summary_pb2
 
-from core import metrics
+from core import metrics, summaries
 from core.standard_fields import CITYSCAPES_PALETTE
 from core.visualization import colorize
 
 LATEST_JSON = "metrics_latest.json"
-
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-    data_class=summary_pb2.DATA_CLASS_SCALAR,
-)
-_IMAGE_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images"),
-    data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
-)
 
 
 def results_filename(step: int | None, checkpoint: str) -> str:
@@ -118,19 +108,10 @@ def colour_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
-def _scalar(tag: str, value: float | None) -> None:
+def _scalar(tag: str, value: float | None, step: int) -> None:
     if value is None or not math.isfinite(value):
         return  # undefined scores would only draw gaps and spikes
-    tf.summary.write(tag, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
-
-
-def _image(tag: str, image: np.ndarray) -> None:
-    # TensorBoard's image format: [width, height, png bytes...] as a string vector.
-    height, width = image.shape[:2]
-    tensor = tf.stack(
-        [tf.as_string(width), tf.as_string(height), tf.io.encode_png(tf.constant(image, tf.uint8))]
-    )
-    tf.summary.write(tag, tensor, metadata=_IMAGE_METADATA)
+    summaries.write_scalar(tag, value, step)
 
 
 def write_summaries(
@@ -149,15 +130,18 @@ def write_summaries(
     """
     step = extras.get("step") or 0
     with writer.as_default(step=step):
-        _scalar("EvalMetrics/mIoU", result["miou"])
-        _scalar("EvalMetrics/PixelAccuracy", result["pixel_accuracy"])
-        _scalar("EvalMetrics/MeanClassAccuracy", result["mean_class_accuracy"])
+        _scalar("EvalMetrics/mIoU", result["miou"], step)
+        _scalar("EvalMetrics/PixelAccuracy", result["pixel_accuracy"], step)
+        _scalar("EvalMetrics/MeanClassAccuracy", result["mean_class_accuracy"], step)
         for name, iou in zip(result["class_names"], result["iou"], strict=True):
-            _scalar(f"EvalMetrics/IoU/{name.replace(' ', '_')}", float(iou))
-        _scalar("Losses/EvalValidationLoss", extras["validation_loss"])
-        _scalar("Timing/SecondsPerImage", extras["seconds_per_image"])
+            _scalar(f"EvalMetrics/IoU/{name.replace(' ', '_')}", float(iou), step)
+        _scalar("Losses/EvalValidationLoss", extras["validation_loss"], step)
+        _scalar("Timing/SecondsPerImage", extras["seconds_per_image"], step)
         for index, (image, groundtruth, prediction) in enumerate(images):
-            _image(f"EvalImages/{index}/InputImage", image)
-            _image(f"EvalImages/{index}/GroundtruthImage", groundtruth)
-            _image(f"EvalImages/{index}/PredictionImage", prediction)
+            for name, picture in (
+                ("InputImage", image),
+                ("GroundtruthImage", groundtruth),
+                ("PredictionImage", prediction),
+            ):
+                summaries.write_images(f"EvalImages/{index}/{name}", picture[None], step)
     writer.flush()

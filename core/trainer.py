@@ -38,7 +38,7 @@ from builders import (
     optimizer_builder,
     preprocessor_builder,
 )
-from core import checkpoint_utils, distribution
+from core import checkpoint_init, checkpoint_utils, distribution
 from core.summaries import SummaryWriter
 from core.train_progress import ProgressLog, peak_memory
 from core.train_step import TrainStep
@@ -192,7 +192,7 @@ def _trainable_variables(model, train_config, loss_fn) -> list:
     if train_config.freeze_fine_tune_backbone:
         # Only the backbone's weights are frozen; its batch norm still updates its statistics
         # in training mode, as the original's (slim is_training stayed on).
-        excluded.update(id(v) for v in checkpoint_utils.backbone_variables(model))
+        excluded.update(id(v) for v in checkpoint_init.backbone_variables(model))
         logging.info("freeze_fine_tune_backbone: the backbone's weights are not trained.")
     if not any(key in loss_fn.weights for key in _aux_keys(model)):
         # No auxiliary loss: the aux classifiers get no gradient, so leave them out.
@@ -224,7 +224,7 @@ def _initialize(model, checkpoint, logdir: str, train_config) -> int:
         return step
     if train_config.fine_tune_checkpoint:
         # Logs what was restored, missing or skipped.
-        checkpoint_utils.initialize_from_fine_tune_checkpoint(
+        checkpoint_init.initialize_from_fine_tune_checkpoint(
             model, train_config.fine_tune_checkpoint, train_config.fine_tune_checkpoint_type
         )
     else:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from core import checkpoint_utils
-from core.checkpoint_utils import CheckpointError, initialize_from_fine_tune_checkpoint
+from core import checkpoint_init, checkpoint_utils
+from core.checkpoint_init import initialize_from_fine_tune_checkpoint
+from core.checkpoint_utils import CheckpointError
 from models import ICNet, PSPNet
 
 BACKBONE = "SharedFeatureExtractor/"
@@ -84,7 +85,7 @@ def test_classification_restores_the_backbone_only(resnet_imagenet):
         np.testing.assert_array_equal(variables[name].numpy(), before[name])
     assert "265 restored" in report.summary() and str(report) == report.summary()
 
-    frozen = checkpoint_utils.backbone_variables(model)
+    frozen = checkpoint_init.backbone_variables(model)
     assert {id(v) for v in frozen} == {id(variables[name]) for name in backbone}
 
 
@@ -229,6 +230,6 @@ def test_unbuilt_models_are_built_first(pspnet_checkpoint):
     model = PSPNet(3, 0.125)
     report = initialize_from_fine_tune_checkpoint(model, prefix, "segmentation")
     assert len(report.restored) == len(model.named_variables())
-    assert checkpoint_utils.is_prediction_variable("AuxPredictions/AuxOutput/weights")
-    assert not checkpoint_utils.is_prediction_variable("FastPSPModule/Conv/weights")
-    assert checkpoint_utils.layer_scope("a/conv1/BatchNorm/gamma") == "a/conv1"
+    assert checkpoint_init.is_prediction_variable("AuxPredictions/AuxOutput/weights")
+    assert not checkpoint_init.is_prediction_variable("FastPSPModule/Conv/weights")
+    assert checkpoint_init.layer_scope("a/conv1/BatchNorm/gamma") == "a/conv1"

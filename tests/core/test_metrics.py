@@ -3,8 +3,6 @@
 import json
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -13,8 +11,8 @@ import tensorflow as tf
 
 from core import file_utils, metrics
 from core.metrics import ConfusionMatrix
+from tests.snippets import run_json_snippet
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IGNORE = 255
 
 
@@ -245,16 +243,6 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 
 def test_mirrored_strategy_sums_replicas():
     # One MirroredStrategy per process (see the TF notes), so run it in a child.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-    completed = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    matrix = json.loads(completed.stdout.strip().splitlines()[-1])
+    matrix = run_json_snippet(_MIRRORED_SCRIPT)
     # Pixels: (0,0) (1,2) (2,2) [ignored] (2,2) (2,1) (1,1) (0,0).
     assert matrix == [[2, 0, 0], [0, 1, 1], [0, 1, 2]]

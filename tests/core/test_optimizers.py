@@ -1,9 +1,5 @@
 """Tests of the TF1-semantics momentum optimizer against numpy and TF1's own optimizer."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -13,8 +9,7 @@ import tensorflow as tf
 
 from core.learning_schedules import ConstantLearningRate, PolynomialDecay
 from core.optimizers import TF1MomentumOptimizer
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.snippets import run_json_snippet
 
 # A separable quadratic: loss = sum(0.5 * curvature * (w - target) ** 2), so the
 # gradient is curvature * (w - target).
@@ -178,17 +173,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 
 def test_mirrored_strategy_matches_numpy():
     # One MirroredStrategy per process (see the TF notes), so run it in a child.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-    completed = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report = run_json_snippet(_MIRRORED_SCRIPT)
     assert report["replicas"] == 2 and report["iterations"] == 5
     weights = np.array([1.0, -2.0, 0.5], np.float32)
     target = np.array([0.0, 1.0, -1.0], np.float32)
