@@ -20,7 +20,8 @@ def build(
     Args:
       model_config: the pipeline config's ``model`` message.
       layer_widths: optional conv scope -> number of filters, overriding the
-        widths ``filter_scale`` gives (a pruned model's exact shape).
+        widths ``filter_scale`` gives (a pruned model's exact shape). Merged over the
+        config's own ``layer_widths`` entries; this argument wins on a shared scope.
       sync_batch_norm: synchronise batch-norm statistics across replicas
         (multi-device training).
 
@@ -35,13 +36,15 @@ def build(
     config = getattr(model_config, kind)
     if not config.HasField("filter_scale"):
         raise ValueError(f"model.{kind}.filter_scale is required (1.0 for the full model).")
+    widths = config_layer_widths(model_config)
+    widths.update(layer_widths or {})
     kwargs = dict(
         num_classes=config.num_classes,
         filter_scale=config.filter_scale,
         backbone=config.feature_extractor.type,
         hyperparams=hyperparams_builder.build(config.hyperparams),
         upsample_logits=config.loss.upsample_logits,
-        layer_widths=layer_widths,
+        layer_widths=widths or None,
         sync_batch_norm=sync_batch_norm,
     )
     if config.pooling_factors:
@@ -53,3 +56,23 @@ def build(
             **kwargs,
         )
     return PSPNet(**kwargs)
+
+
+def config_layer_widths(model_config: model_pb2.FastSegmentationModel) -> dict[str, int]:
+    """The ``layer_widths`` entries of the config's model as ``{scope: filters}``.
+
+    Raises:
+      ValueError: an entry lacks its scope or filters, or a scope is repeated.
+    """
+    kind = model_config.WhichOneof("model")
+    if kind is None:
+        return {}
+    widths: dict[str, int] = {}
+    for index, entry in enumerate(getattr(model_config, kind).layer_widths):
+        where = f"model.{kind}.layer_widths[{index}]"
+        if not entry.scope or not entry.HasField("filters"):
+            raise ValueError(f"{where} needs both scope and filters, got {entry}.")
+        if entry.scope in widths:
+            raise ValueError(f"{where}: scope {entry.scope!r} is given twice.")
+        widths[entry.scope] = entry.filters
+    return widths
