@@ -356,7 +356,7 @@ class _Scene:
         rng, canvas, cam = self.rng, self.canvas, self.cam
         to_px = self._billboard(x, z)
         height = rng.uniform(3.0, 7.5)
-        half = max(rng.uniform(0.06, 0.12), 1.0 * z / cam.focal)  # at least 2 px wide
+        half = max(rng.uniform(0.06, 0.12), 2.0 * z / cam.focal)  # at least 4 px wide: 1 px at 1/4
         region = self._rect(to_px, -half, 0.0, half, height)
         if region is not None:
             ys, xs = canvas.centres(region[0])
