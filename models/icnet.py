@@ -22,14 +22,13 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 from models import outputs
-from models.backbones import RESNET50, build_backbone
+from models.backbones import RESNET50
 from models.hyperparams import ConvHyperparams
 from models.layers.cascade_feature_fusion import CascadeFeatureFusion
 from models.layers.conv_bn import ConvBN, PredictionConv
 from models.layers.interp import interp, interp_size
 from models.layers.pyramid_pooling import FastPyramidPooling
 from models.segmentation_model import ScopedLayer, SegmentationModel
-from models.widths import WidthResolver
 
 # (scope, nominal filters, stride) of the full-resolution branch.
 FULL_BRANCH = (("Conv", 64, 2), ("Conv_1", 64, 2), ("Conv_2", 128, 2), ("Conv_3", 256, 1))
@@ -74,19 +73,21 @@ class ICNet(SegmentationModel):
         atrous_rates: Sequence[int] = (2, 4),
         sync_batch_norm: bool = False,
     ):
-        widths = WidthResolver(filter_scale, layer_widths)
         super().__init__(
             num_classes,
-            build_backbone(backbone, widths, backbone_weight_decay, atrous_rates, sync_batch_norm),
+            filter_scale=filter_scale,
+            layer_widths=layer_widths,
+            backbone=backbone,
+            backbone_weight_decay=backbone_weight_decay,
+            atrous_rates=atrous_rates,
+            sync_batch_norm=sync_batch_norm,
+            pooling_factors=pooling_factors,
+            upsample_logits=upsample_logits,
             name="ICNet",
         )
-        if not pooling_factors or any(f <= 0 for f in pooling_factors):
-            raise ValueError(f"pooling_factors must be positive numbers, got {pooling_factors!r}.")
+        widths = self.widths
         hyperparams = hyperparams or ConvHyperparams()
-        self.filter_scale = widths.filter_scale
-        self.pooling_factors = tuple(pooling_factors)
         self.pretrain_single_branch_mode = pretrain_single_branch_mode
-        self.upsample_logits = upsample_logits
         self.psp = FastPyramidPooling(
             pooling_factors, widths, hyperparams, mobile_ops_only, sync_batch_norm
         )

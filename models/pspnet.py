@@ -19,13 +19,12 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 from models import outputs
-from models.backbones import RESNET50, build_backbone
+from models.backbones import RESNET50
 from models.hyperparams import ConvHyperparams
 from models.layers.conv_bn import PredictionConv
 from models.layers.interp import interp, interp_size
 from models.layers.pyramid_pooling import PyramidPoolingModule
 from models.segmentation_model import ScopedLayer, SegmentationModel
-from models.widths import WidthResolver
 
 
 class PSPNet(SegmentationModel):
@@ -65,14 +64,19 @@ class PSPNet(SegmentationModel):
         atrous_rates: Sequence[int] = (2, 4),
         sync_batch_norm: bool = False,
     ):
-        widths = WidthResolver(filter_scale, layer_widths)
         super().__init__(
             num_classes,
-            build_backbone(backbone, widths, backbone_weight_decay, atrous_rates, sync_batch_norm),
+            filter_scale=filter_scale,
+            layer_widths=layer_widths,
+            backbone=backbone,
+            backbone_weight_decay=backbone_weight_decay,
+            atrous_rates=atrous_rates,
+            sync_batch_norm=sync_batch_norm,
+            pooling_factors=pooling_factors,
+            upsample_logits=upsample_logits,
             name="PSPNet",
         )
-        if not pooling_factors or any(f <= 0 for f in pooling_factors):
-            raise ValueError(f"pooling_factors must be positive numbers, got {pooling_factors!r}.")
+        widths = self.widths
         aux_endpoint = aux_endpoint or self.backbone.default_aux_endpoint
         valid = (self.backbone.early_endpoint, *self.backbone.late_endpoints)
         if aux_endpoint not in valid:
@@ -81,10 +85,7 @@ class PSPNet(SegmentationModel):
                 f"{list(valid)}."
             )
         hyperparams = hyperparams or ConvHyperparams()
-        self.filter_scale = widths.filter_scale
-        self.pooling_factors = tuple(pooling_factors)
         self.aux_endpoint = aux_endpoint
-        self.upsample_logits = upsample_logits
         self.psp = PyramidPoolingModule(pooling_factors, widths, hyperparams, sync_batch_norm)
         self.predictions = PredictionConv("Predictions/Conv", num_classes, hyperparams)
         self.aux_head = PredictionConv("AuxPredictions/AuxOutput", num_classes, hyperparams)

@@ -14,35 +14,68 @@ the contract's name wins. Calling the model (``model(x, training=...)``) is the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from models import outputs, recompute
+from models.backbones import build_backbone
 from models.backbones.base import Backbone
 from models.layers.conv_bn import ConvBN, PredictionConv
 from models.layers.interp import resize_bilinear
+from models.widths import WidthResolver
 
 ScopedLayer = ConvBN | PredictionConv
 
 
 class SegmentationModel(keras.Model):
-    """Base class; subclasses build their layers and implement ``call`` and friends.
+    """Base class; subclasses build their heads and implement ``call`` and friends.
+
+    The base builds what ICNet and PSPNet share: the width resolver, the backbone and the checks
+    of the common arguments. Subclasses create their head layers from ``self.widths``.
 
     Args:
       num_classes: number of classes of the logits, >= 1.
-      backbone: the feature extractor.
+      filter_scale: fraction of filters kept in every compressible conv, in (0, 1].
+      layer_widths: conv scope -> number of filters, overriding ``filter_scale``'s widths.
+      backbone: the feature extractor's name (``models.backbones.BACKBONES``).
+      backbone_weight_decay: L2 weight of the backbone convs (0: none, as the original).
+      atrous_rates: dilation of the last two backbone stages.
+      sync_batch_norm: synchronise batch-norm statistics across replicas.
+      pooling_factors: pyramid pooling bins, positive.
+      upsample_logits: training logits at the input size instead of the network's.
       name: Keras model name.
     """
 
-    def __init__(self, num_classes: int, backbone: Backbone, name: str):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        filter_scale: float,
+        layer_widths: Mapping[str, int] | None,
+        backbone: str,
+        backbone_weight_decay: float,
+        atrous_rates: Sequence[int],
+        sync_batch_norm: bool,
+        pooling_factors: Sequence[float],
+        upsample_logits: bool,
+        name: str,
+    ):
         super().__init__(name=name)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+        if not pooling_factors or any(f <= 0 for f in pooling_factors):
+            raise ValueError(f"pooling_factors must be positive numbers, got {pooling_factors!r}.")
         self.num_classes = num_classes
-        self.backbone = backbone
+        self.widths = WidthResolver(filter_scale, layer_widths)
+        self.backbone: Backbone = build_backbone(
+            backbone, self.widths, backbone_weight_decay, atrous_rates, sync_batch_norm
+        )
+        self.filter_scale = self.widths.filter_scale
+        self.pooling_factors = tuple(pooling_factors)
+        self.upsample_logits = upsample_logits
         # Head segments run under tf.recompute_grad; see set_recompute_scopes.
         self.recompute_scopes: frozenset[str] = frozenset()
 
