@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from core.label_checks import assert_labels_in_range
+
 
 def resize_labels(labels: tf.Tensor, size: Sequence[int] | tf.Tensor) -> tf.Tensor:
     """Nearest-neighbour, align-corners resize of a label map.
@@ -71,18 +73,8 @@ class SoftmaxLossConfig:
 
 
 def _check_labels(labels: tf.Tensor, config: SoftmaxLossConfig) -> tf.Tensor:
-    valid = tf.not_equal(labels, config.ignore_label)
-    bad = tf.logical_and(valid, tf.logical_or(labels < 0, labels >= config.num_classes))
-    # Raised inside tf.function too; the message says what to fix.
-    check = tf.debugging.Assert(
-        tf.logical_not(tf.reduce_any(bad)),
-        [
-            f"Ground truth holds class ids outside [0, {config.num_classes}) that are not the "
-            f"ignore label {config.ignore_label}. Check num_classes and loss.ignore_label in the "
-            "config, or the label mapping used to write the records. Offending values:",
-            tf.unique(tf.boolean_mask(labels, bad))[0],
-        ],
-        summarize=20,
+    valid, check = assert_labels_in_range(
+        labels, config.num_classes, config.ignore_label, "loss.ignore_label"
     )
     with tf.control_dependencies([check]):
         return tf.identity(valid)

@@ -40,6 +40,7 @@ import tensorflow as tf
 from absl import logging
 
 from core import file_utils
+from core.label_checks import assert_labels_in_range
 
 
 def confusion_matrix(
@@ -84,17 +85,8 @@ def confusion_matrix(
         tf.size(predictions),
         message="labels and predictions have different numbers of pixels",
     )
-    counted = tf.not_equal(labels, ignore_label)
-    bad_labels = tf.logical_and(counted, tf.logical_or(labels < 0, labels >= num_classes))
-    label_check = tf.debugging.Assert(
-        tf.logical_not(tf.reduce_any(bad_labels)),
-        [
-            f"Ground truth holds class ids outside [0, {num_classes}) that are not the ignore "
-            f"label {ignore_label}. Check num_classes and eval_config.ignore_label, or the label "
-            "mapping used to write the records. Offending values:",
-            tf.unique(tf.boolean_mask(labels, bad_labels))[0],
-        ],
-        summarize=20,
+    counted, label_check = assert_labels_in_range(
+        labels, num_classes, ignore_label, "eval_config.ignore_label"
     )
     bad_predictions = tf.logical_or(predictions < 0, predictions >= num_classes)
     prediction_check = tf.debugging.Assert(
