@@ -9,7 +9,9 @@ Example (ICNet 1.0 -> 0.5, then retrain with the written config):
 Writes pruned/pruned_model.ckpt and pruned/pipeline.config (filter_scale 0.5 here, or per-conv
 layer_widths for uneven pruning); see core/pruning/compression.py. Channel dependencies
 (residual adds, CFF sums, the PSP concat) are found from the model, so --prune_config is
-optional and only its skip_node entries matter.
+optional: its skip_node entries skip convs, and its node specs add ties (source) and checks
+(following) on top of the automatic plan. --latency_input_size 1024,2048 adds the measured CPU
+latency of both models to compression_summary.json.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from core.pruning import compression
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or training directory to prune.")
 flags.DEFINE_string("config_path", None, "Pipeline .config the checkpoint was trained with.")
 flags.DEFINE_string(
-    "prune_config", None, "Optional .prune_config (the original's); skip_node entries are used."
+    "prune_config",
+    None,
+    "Optional .prune_config (the original's schema): skip_node entries, and node specs that tie "
+    "a target's keep-mask to its source's.",
 )
 flags.DEFINE_float(
     "compression_factor", 0.5, "Fraction of filters KEPT in every pruned conv, in (0, 1]."
@@ -39,14 +44,28 @@ flags.DEFINE_bool("soft_apply", False, "Zero the pruned channels instead of remo
 flags.DEFINE_list(
     "flops_input_size", ["1025", "2049"], "H,W for the FLOPs count; empty to skip it."
 )
+flags.DEFINE_list(
+    "latency_input_size",
+    [],
+    "H,W (e.g. 1024,2048) to measure batch-1 CPU latency before and after; empty to skip it.",
+)
+flags.DEFINE_integer("latency_runs", 3, "Timed forward passes per model for the latency.")
 flags.mark_flags_as_required(["input_checkpoint", "config_path", "output_dir"])
 FLAGS = flags.FLAGS
+
+
+def _size(flag: str) -> list[int] | None:
+    """A comma list flag of integers, or None when empty."""
+    values = FLAGS[flag].value
+    try:
+        return [int(n) for n in values] or None
+    except ValueError:
+        raise ValueError(f"--{flag} must be integers H,W, got {','.join(values)}.") from None
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    size = [int(n) for n in FLAGS.flops_input_size] or None
     try:
         result = compression.compress(
             config_path=FLAGS.config_path,
@@ -57,14 +76,21 @@ def main(argv: list[str]) -> None:
             skippable_nodes=FLAGS.skippable_nodes,
             soft_apply=FLAGS.soft_apply,
             interactive=FLAGS.interactive,
-            flops_input_size=size,
+            flops_input_size=_size("flops_input_size"),
+            latency_input_size=_size("latency_input_size"),
+            latency_runs=FLAGS.latency_runs,
         )
     except (ConfigError, CheckpointError, ValueError) as error:
         sys.exit(f"error: {error}")
     summary = result.summary
+    latency = (
+        f"; CPU latency {summary['latency_before_ms']:.1f} -> {summary['latency_after_ms']:.1f} ms"
+        if "latency_before_ms" in summary
+        else ""
+    )
     print(
         f"Pruned checkpoint: {result.checkpoint}; config: {result.pipeline_config}; "
-        f"parameters {summary['params_before']} -> {summary['params_after']}"
+        f"parameters {summary['params_before']} -> {summary['params_after']}{latency}"
     )
 
 

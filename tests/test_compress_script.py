@@ -10,10 +10,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 import tensorflow as tf
 
 from builders import config_util, model_builder
-from core import checkpoint_utils
+from core import checkpoint_utils, latency
+from core.pruning import compression
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,6 +46,8 @@ def test_compress_writes_a_checkpoint_that_its_config_restores(tiny_config_path,
         f"--output_dir={output_dir}",
         "--compression_factor=0.5",
         "--flops_input_size=97,97",
+        "--latency_input_size=97,97",
+        "--latency_runs=1",
         "--interactive",
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -52,6 +57,9 @@ def test_compress_writes_a_checkpoint_that_its_config_restores(tiny_config_path,
     assert summary["params_after"] < summary["params_before"]
     assert summary["gflops_after"] < summary["gflops_before"]
     assert summary["plots"] and all(os.path.exists(p) for p in summary["plots"])
+    assert summary["latency_input_size"] == [97, 97]
+    assert summary["latency_before_ms"] > 0 and summary["latency_after_ms"] > 0
+    assert "CPU latency" in run.stdout
 
     config = config_util.load_pipeline_config(str(output_dir / "pipeline.config"))
     pruned = model_builder.build(config.model)
@@ -75,3 +83,105 @@ def test_compress_names_an_unknown_skipped_node(tiny_config_path, tmp_path):
     )
     assert run.returncode != 0
     assert "NoSuch" in run.stderr
+
+
+def _checkpoint(config_path: str, prefix: str) -> None:
+    model = model_builder.build(config_util.load_pipeline_config(config_path).model)
+    model.build_variables()
+    checkpoint_utils.make_checkpoint(model).write(prefix)
+
+
+def _eval_parameters(model) -> int:
+    """Parameters an eval-mode forward pass reads: every variable but the moving statistics
+    and the training-only auxiliary classifiers."""
+    aux = set(model.aux_scopes())
+    return sum(
+        int(np.prod(variable.shape))
+        for name, variable in model.named_variables().items()
+        if not name.endswith(("moving_mean", "moving_variance"))
+        and name.rsplit("/", 1)[0] not in aux
+    )
+
+
+def test_latency_report_times_the_original_then_the_pruned_model(
+    tiny_config_path, tmp_path, monkeypatch
+):
+    prefix = str(tmp_path / "model.ckpt-1")
+    _checkpoint(tiny_config_path, prefix)
+    timed = []
+    real_measure = latency.measure
+
+    def spy(fn, *, warmup, runs):
+        # The variables a forward pass reads tell which model the callable runs.
+        with tf.GradientTape() as tape:
+            stats = real_measure(fn, warmup=warmup, runs=runs)
+        read = sum(int(np.prod(v.shape)) for v in tape.watched_variables())
+        timed.append((read, runs, stats))
+        return stats
+
+    monkeypatch.setattr(latency, "measure", spy)
+    output = compression.compress(
+        config_path=tiny_config_path,
+        input_checkpoint=prefix,
+        output_dir=str(tmp_path / "out"),
+        compression_factor=0.5,
+        flops_input_size=None,
+        latency_input_size=(97, 97),
+        latency_runs=2,
+    )
+    original = model_builder.build(config_util.load_pipeline_config(tiny_config_path).model)
+    original.build_variables()
+    pruned = model_builder.build(config_util.load_pipeline_config(output.pipeline_config).model)
+    pruned.build_variables()
+    assert [(read, runs) for read, runs, _ in timed] == [
+        (_eval_parameters(original), 2),
+        (_eval_parameters(pruned), 2),
+    ]
+    before, after = timed[0][2], timed[1][2]
+    summary = json.loads((tmp_path / "out" / "compression_summary.json").read_text())
+    assert summary["latency_before_ms"] == before.median_ms > 0
+    assert summary["latency_after_ms"] == after.median_ms > 0
+    assert summary["speedup"] == before.median_ms / after.median_ms
+    assert summary["latency_input_size"] == [97, 97]
+    assert summary["threads"] == before.threads >= 1
+
+
+def test_latency_is_skipped_with_soft_apply(tiny_config_path, tmp_path, monkeypatch):
+    prefix = str(tmp_path / "model.ckpt-1")
+    _checkpoint(tiny_config_path, prefix)
+    monkeypatch.setattr(latency, "measure", lambda *a, **k: pytest.fail("timed a model"))
+    output = compression.compress(
+        config_path=tiny_config_path,
+        input_checkpoint=prefix,
+        output_dir=str(tmp_path / "out"),
+        soft_apply=True,
+        flops_input_size=None,
+        latency_input_size=(97, 97),
+    )
+    assert "latency_before_ms" not in output.summary
+
+
+def test_compress_reports_a_bad_prune_config_as_an_error(tiny_config_path, tmp_path):
+    prefix = str(tmp_path / "model.ckpt-1")
+    _checkpoint(tiny_config_path, prefix)
+    prune_config = tmp_path / "bad.prune_config"
+    prune_config.write_text(
+        """compression_strategy { filter_pruner {
+             node_scope: "SharedFeatureExtractor/resnet_v1_50"
+             node {
+               target { name: "block1/unit_1/bottleneck_v1/conv1" }
+               source { name: "block4/unit_1/bottleneck_v1/conv1" }
+             } } }"""
+    )
+    run = _compress(
+        f"--config_path={tiny_config_path}",
+        f"--input_checkpoint={prefix}",
+        f"--output_dir={tmp_path / 'out'}",
+        f"--prune_config={prune_config}",
+        "--flops_input_size=",
+    )
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {prune_config}, node 1: mismatched source"), last
+    assert "block4/unit_1/bottleneck_v1/conv1" in last
+    assert not (tmp_path / "out").exists()

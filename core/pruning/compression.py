@@ -6,8 +6,14 @@ Writes into ``output_dir``:
   ``pipeline.config``: the input config with the model's shape changed so that it builds the
     pruned model directly: ``filter_scale`` times the factor when every conv is cut uniformly
     (e.g. ICNet 1.0 at 0.5 -> filter_scale 0.5), else per-conv ``layer_widths``;
-  ``compression_summary.json``: parameters and FLOPs before and after, the groups pruned;
+  ``compression_summary.json``: parameters and FLOPs before and after, the groups pruned, and
+    with ``latency_input_size`` the measured CPU latency of both models;
   ``l1_norms/*.png`` with ``interactive``: the sorted L1 norms of every group with the cut-off.
+
+Latency is the median wall time of one batch-1 float32 forward pass (preprocess + network, eval
+mode) inside a ``tf.function`` with a fixed input signature, placed on the CPU and timed by
+``core/latency.py`` after untimed warm-up runs. It is skipped with ``soft_apply``: zeroed
+channels keep every shape, so both models do the same work.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ import tensorflow as tf
 from absl import logging
 
 from builders import compressor_builder, config_util, model_builder
-from core import checkpoint_utils, file_utils, flops
+from core import checkpoint_utils, file_utils, flops, latency
 from core.pruning.pruner import PruneResult
 
 CHECKPOINT_NAME = "pruned_model.ckpt"
 SUMMARY_NAME = "compression_summary.json"
+LATENCY_WARMUP = 2
 
 
 @dataclasses.dataclass
@@ -129,6 +136,67 @@ def plot_l1_norms(result: PruneResult, output_dir: str) -> list[str]:
     return paths
 
 
+def _check_size(size: Sequence[int], flag: str, model) -> tuple[int, int]:
+    """(height, width) from a flag value, checked against the model's smallest input."""
+    if len(size) != 2 or any(int(n) <= 0 for n in size):
+        raise ValueError(f"{flag} must be two positive integers H,W, got {list(size)}.")
+    height, width = (int(n) for n in size)
+    min_height, min_width = model.min_input_size()
+    if height < min_height or width < min_width:
+        raise ValueError(
+            f"{flag} {height},{width} is smaller than the smallest input this model accepts "
+            f"({min_height},{min_width}); use a larger size."
+        )
+    return height, width
+
+
+def measure_latency(model, input_size: Sequence[int], runs: int) -> latency.LatencyStats:
+    """Times one batch-1 float32 forward pass of ``model`` on the CPU (see the module docstring).
+
+    Args:
+      model: a built ICNet or PSPNet.
+      input_size: (height, width) of the image.
+      runs: timed runs after ``LATENCY_WARMUP`` untimed ones (the first one traces).
+
+    Returns:
+      The :class:`core.latency.LatencyStats` of the timed runs.
+    """
+    height, width = input_size
+    signature = [tf.TensorSpec([1, height, width, 3], tf.float32)]
+
+    @tf.function(input_signature=signature)
+    def forward(images):
+        with tf.device("/CPU:0"):
+            return model.predict(model.preprocess(images), training=False)["logits"]
+
+    images = tf.random.stateless_uniform([1, height, width, 3], (0, 1), 0.0, 255.0)
+    return latency.measure(lambda: forward(images).numpy(), warmup=LATENCY_WARMUP, runs=runs)
+
+
+def _latency_report(model, pruned, size: tuple[int, int], runs: int) -> dict:
+    """Latency of the original and the pruned model, as summary entries (and a log line)."""
+    before = measure_latency(model, size, runs)
+    after = measure_latency(pruned, size, runs)
+    report = {
+        "latency_input_size": list(size),
+        "latency_runs": runs,
+        "latency_before_ms": before.median_ms,
+        "latency_after_ms": after.median_ms,
+        "speedup": before.median_ms / after.median_ms,
+        "threads": before.threads,
+    }
+    logging.info(
+        "CPU latency at %dx%d (batch 1, float32, %d threads): %s -> %s (%.2fx)",
+        size[0],
+        size[1],
+        before.threads,
+        before.describe(),
+        after.describe(),
+        report["speedup"],
+    )
+    return report
+
+
 def compress(
     *,
     config_path: str,
@@ -140,6 +208,8 @@ def compress(
     soft_apply: bool = False,
     interactive: bool = False,
     flops_input_size: Sequence[int] | None = (1025, 2049),
+    latency_input_size: Sequence[int] | None = None,
+    latency_runs: int = 3,
 ) -> CompressionOutput:
     """Prunes ``input_checkpoint`` (a model of ``config_path``) and writes the results.
 
@@ -148,11 +218,15 @@ def compress(
       input_checkpoint: checkpoint prefix or training directory.
       output_dir: folder for the files listed in the module docstring.
       compression_factor: fraction of filters kept, in (0, 1].
-      prune_config_path: optional ``.prune_config`` (skip_node and node_scope are used).
+      prune_config_path: optional ``.prune_config``: skip_node entries, and node specs whose
+        ``source`` ties two convs' masks (see ``builders/compressor_builder.py``).
       skippable_nodes: extra node names / conv scopes never pruned.
       soft_apply: zero pruned channels and keep the shapes (and the config).
       interactive: also write the L1-norm plots.
       flops_input_size: (height, width) for the FLOPs count, or None to skip it.
+      latency_input_size: (height, width) for the CPU latency of both models, or None to skip
+        it (also skipped with ``soft_apply``).
+      latency_runs: timed forward passes per model.
 
     Raises:
       ConfigError, CheckpointError, ValueError: with the file, flag or layer named.
@@ -160,6 +234,12 @@ def compress(
     pipeline = config_util.load_pipeline_config(config_path)
     prune_config = config_util.load_prune_config(prune_config_path) if prune_config_path else None
     model = model_builder.build(pipeline.model)
+    if latency_input_size and not soft_apply:
+        latency_size = _check_size(latency_input_size, "--latency_input_size", model)
+        if latency_runs < 1:
+            raise ValueError(f"--latency_runs must be at least 1, got {latency_runs}.")
+    else:
+        latency_size = None
     checkpoint_utils.restore_model(model, input_checkpoint)
     pruner = compressor_builder.build(
         prune_config,
@@ -167,9 +247,9 @@ def compress(
         known_scopes=set(model.named_layers()),
         skip_nodes=skippable_nodes,
         soft_apply=soft_apply,
+        source=prune_config_path or "prune config",
     )
     result = pruner.prune(model)
-    compressor_builder.check_node_specs(prune_config, result.graph)
     if soft_apply:
         new_pipeline = pipeline
     else:
@@ -208,6 +288,10 @@ def compress(
         if flops_input_size
         else "",
     )
+    if latency_size:
+        summary.update(_latency_report(model, pruned, latency_size, latency_runs))
+    elif latency_input_size:
+        logging.info("--soft_apply keeps every shape: latency before and after is the same.")
     if interactive:
         summary["plots"] = plot_l1_norms(result, output_dir)
     file_utils.atomic_write_text(

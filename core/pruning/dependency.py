@@ -18,6 +18,7 @@ The graph is derived from the model's own structure (its layer objects and the w
 wires them, which the model code documents), not from a traced TF graph: the pieces that decide
 channel sharing are few and explicit, and each is covered by the exactness tests in
 ``tests/core/test_pruning.py``. Prediction convs are consumers only; they are never pruned.
+A prune config's ``source`` entries can tie two groups into one (:meth:`ChannelGraph.merge`).
 """
 
 from __future__ import annotations
@@ -121,6 +122,34 @@ class ChannelGraph:
             offset += group.size
         self.input_channels[layer.scope] = offset
         self._layers.setdefault(layer.scope, layer)
+
+    def merge(self, first: ChannelGroup, second: ChannelGroup) -> ChannelGroup:
+        """Ties two groups to one keep-mask (a prune config's ``source``); returns the result.
+
+        The group earlier in model order absorbs the other (its name is kept): producers,
+        pass-throughs and consumers are concatenated and ``group_of`` is updated, so ranking sums
+        the L1 norms of both groups' producers. Merging a group with itself changes nothing.
+        A consumer of both groups keeps one entry per offset, so surgery slices each of them.
+
+        Raises:
+          ValueError: the groups have different widths.
+        """
+        if first is second:
+            return first
+        if first.size != second.size:
+            raise ValueError(
+                f"{self.model_name}: cannot tie group {first.name} ({first.size} channels) to "
+                f"group {second.name} ({second.size} channels)."
+            )
+        order = {id(group): index for index, group in enumerate(self.groups)}
+        keep, gone = sorted((first, second), key=lambda group: order[id(group)])
+        keep.producers.extend(gone.producers)
+        keep.passthrough.extend(gone.passthrough)
+        keep.consumers.extend(gone.consumers)
+        for scope in (*gone.producers, *gone.passthrough):
+            self.group_of[scope] = keep
+        self.groups = [group for group in self.groups if group is not gone]
+        return keep
 
     def check(self, model: SegmentationModel) -> None:
         """Checks that every scoped layer is covered and input widths match the kernels.
