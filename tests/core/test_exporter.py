@@ -352,3 +352,11 @@ def test_bad_inputs_give_clear_errors(exported, tmp_path):
     with pytest.raises(ExportError, match="no eval_input_reader.*tflite_int8 out of --formats"):
         exporter.export_inference_graph(str(no_eval), checkpoint, str(tmp_path), "96,128,3")
     assert os.listdir(tmp_path) == ["no_eval.config"]  # nothing written by failed exports
+
+
+def test_checkpoint_segmenter_traces_once_for_every_call(exported):
+    """No retracing between calls: one trace serves images of the input size and of others."""
+    model_segmenter = segmenters.ModelSegmenter(exported.model, (1, HEIGHT, WIDTH, 3), PAD)
+    for image in [*exported.images, exported.images[0][:50, :70]]:
+        model_segmenter(image)
+    assert model_segmenter._serve.experimental_get_tracing_count() == 1

@@ -156,3 +156,84 @@ def test_width_resolver_errors():
     widths.width("A/Conv", 8)
     with pytest.raises(ValueError, match=r"name no conv of this model: \['Nope/Conv'\]"):
         widths.check_all_used("test")
+
+
+def _randomise_bn(block: ConvBN, rng: np.random.Generator) -> None:
+    channels = block.bn.moving_mean.shape[0]
+    block.bn.moving_mean.assign(rng.normal(size=channels).astype(np.float32))
+    block.bn.moving_variance.assign(rng.uniform(0.2, 3.0, size=channels).astype(np.float32))
+    if block.bn.scale:
+        block.bn.gamma.assign(rng.uniform(0.5, 2.0, size=channels).astype(np.float32))
+    if block.bn.center:
+        block.bn.beta.assign(rng.normal(size=channels).astype(np.float32))
+
+
+def _numpy_batch_norm(y: np.ndarray, block: ConvBN) -> np.ndarray:
+    bn = block.bn
+    out = (y - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+    if bn.scale:
+        out = out * bn.gamma.numpy()
+    if bn.center:
+        out = out + bn.beta.numpy()
+    return out
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(filters=6),
+        dict(filters=6, rate=2),
+        dict(filters=6, stride=2, padding="explicit"),
+        dict(filters=6, stride=2, padding="same"),
+        dict(filters=0, depthwise=True, rate=2),
+        dict(filters=0, depthwise=True, stride=2, padding="explicit"),
+    ],
+)
+@pytest.mark.parametrize("center_scale", [(True, True), (False, False)])
+def test_inference_folds_batch_norm_into_the_conv_exactly(kwargs, center_scale):
+    """Eval mode runs one conv with a scaled kernel and a bias; it must equal conv -> BN."""
+    center, scale = center_scale
+    hyper = ConvHyperparams(batch_norm=BatchNormParams(center=center, scale=scale, epsilon=1e-3))
+    block = ConvBN("Block", kernel_size=3, hyperparams=hyper, activation="relu", **kwargs)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=(2, 11, 13, 4)).astype(np.float32))
+    block(images)
+    _randomise_bn(block, rng)
+    x = images
+    if block._pads is not None:
+        before, after = block._pads
+        x = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
+    conv_only = block.conv(x).numpy()  # the conv layer alone, no BN
+    expected = np.maximum(_numpy_batch_norm(conv_only, block), 0.0)
+    np.testing.assert_allclose(block(images, training=False).numpy(), expected, atol=1e-4)
+    # Frozen BN during training (batch_norm.train false) takes the same folded path, and its
+    # gradients equal those of the unfolded conv -> BN.
+    frozen = ConvBN(
+        "Frozen",
+        kernel_size=3,
+        hyperparams=ConvHyperparams(batch_norm=BatchNormParams(train=False)),
+        **kwargs,
+    )
+    frozen(images)
+    _randomise_bn(frozen, rng)
+    variables = [frozen.conv.kernel, frozen.bn.gamma, frozen.bn.beta]
+    with tf.GradientTape(persistent=True) as tape:
+        folded = tf.reduce_sum(tf.sin(frozen(images, training=True)))
+        plain = tf.reduce_sum(tf.sin(frozen.bn(frozen.conv(x), training=False)))
+    np.testing.assert_allclose(folded.numpy(), plain.numpy(), rtol=1e-4, atol=1e-4)
+    gradients = zip(tape.gradient(folded, variables), tape.gradient(plain, variables), strict=True)
+    for got, want in gradients:
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_training_with_batch_statistics_still_updates_the_moving_averages():
+    hyper = ConvHyperparams(batch_norm=BatchNormParams(decay=0.5))
+    block = ConvBN("Block", 3, 1, hyper)
+    images = tf.constant(np.random.default_rng(1).normal(size=(4, 5, 5, 2)).astype(np.float32))
+    block(images)
+    block.conv.kernel.assign(tf.ones([1, 1, 2, 3]))
+    out = block(images, training=True).numpy()
+    y = images.numpy().sum(axis=-1, keepdims=True).repeat(3, axis=-1)
+    mean, var = y.mean(axis=(0, 1, 2)), y.var(axis=(0, 1, 2))
+    np.testing.assert_allclose(out, (y - mean) / np.sqrt(var + 1e-5), atol=1e-4)
+    np.testing.assert_allclose(block.bn.moving_mean.numpy(), 0.5 * mean, atol=1e-5)
