@@ -44,6 +44,9 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer("warmup", 2, "Untimed network runs before latency is measured.")
 flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads (default: its own).")
+flags.DEFINE_bool(
+    "jit_compile", False, "Compile a checkpoint's graph with XLA (optional; slower on a CPU)."
+)
 flags.mark_flag_as_required("input_path")
 FLAGS = flags.FLAGS
 
@@ -59,6 +62,7 @@ def main(argv: list[str]) -> None:
             input_shape=FLAGS.input_shape,
             pad_to_shape=FLAGS.pad_to_shape,
             num_threads=FLAGS.num_threads,
+            jit_compile=FLAGS.jit_compile,
         )
         report = inference_runner.run_inference(
             segmenter,

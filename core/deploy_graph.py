@@ -133,6 +133,7 @@ def build_serving_function(
     input_shape: InputShape,
     pad_to_shape: tuple[int, int] | None = None,
     output_colours: bool = False,
+    jit_compile: bool = False,
 ) -> tf.types.experimental.PolymorphicFunction:
     """The deploy graph as a ``tf.function`` with a fixed input signature.
 
@@ -142,6 +143,7 @@ def build_serving_function(
       pad_to_shape: ``(height, width)`` the input is zero-padded to (bottom/right) before the
         network; the predictions are cropped back to the input size.
       output_colours: output palette colours instead of class ids.
+      jit_compile: compile with XLA (for running it here; an exported graph is never compiled).
 
     Returns:
       A function ``inputs`` uint8 [N, H, W, 3] -> ``{"predictions": ...}``: int32 class ids
@@ -152,7 +154,10 @@ def build_serving_function(
     check_model_input_size(model, net_size, "the network input (--pad_to_shape or --input_shape)")
     lut = tf.constant(palette_lut(), dtype=tf.uint8)  # ids outside the palette are black
 
-    @tf.function(input_signature=[tf.TensorSpec([batch, height, width, 3], tf.uint8, INPUT_NAME)])
+    @tf.function(
+        input_signature=[tf.TensorSpec([batch, height, width, 3], tf.uint8, INPUT_NAME)],
+        jit_compile=jit_compile or None,
+    )
     def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         images = tf.cast(inputs, tf.float32)
         if pad_to_shape is not None:

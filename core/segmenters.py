@@ -152,6 +152,7 @@ class ModelSegmenter(Segmenter):
       input_shape: ``(batch or None, height, width, 3)``.
       pad_to_shape: optional (height, width) padding before the network.
       description: for logs.
+      jit_compile: compile the deploy graph with XLA (optional; slower on a CPU).
     """
 
     def __init__(
@@ -160,10 +161,13 @@ class ModelSegmenter(Segmenter):
         input_shape: InputShape,
         pad_to_shape: tuple[int, int] | None = None,
         description: str = "model",
+        jit_compile: bool = False,
     ):
         super().__init__(input_shape[1:3], False, model.num_classes, description)
         # One image at a time, whatever batch --input_shape named.
-        self._serve = build_serving_function(model, (None, *input_shape[1:]), pad_to_shape)
+        self._serve = build_serving_function(
+            model, (None, *input_shape[1:]), pad_to_shape, jit_compile=jit_compile
+        )
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self._serve(tf.constant(batch))[OUTPUT_NAME].numpy()
@@ -281,6 +285,7 @@ def load_segmenter(
     input_shape: str | Sequence | None = None,
     pad_to_shape: str | Sequence | None = None,
     num_threads: int | None = None,
+    jit_compile: bool = False,
 ) -> Segmenter:
     """A segmenter for an exported model (``model_path``) or a checkpoint and its config.
 
@@ -295,6 +300,7 @@ def load_segmenter(
         must match the exported shape, if given.
       pad_to_shape: ``H,W`` padding for a checkpoint; exported models have theirs built in.
       num_threads: TFLite interpreter threads (None: its default).
+      jit_compile: compile a checkpoint's deploy graph with XLA (ignored for exported models).
 
     Raises:
       ExportError, config_util.ConfigError, checkpoint_utils.CheckpointError: named causes.
@@ -318,7 +324,7 @@ def load_segmenter(
     model = model_builder.build(config.model)
     model.build_variables()
     checkpoint_utils.restore_model(model, prefix)
-    return ModelSegmenter(model, shape, padding, description=prefix)
+    return ModelSegmenter(model, shape, padding, description=prefix, jit_compile=jit_compile)
 
 
 def _load_exported(

@@ -105,6 +105,13 @@ def define_flags(mem_saving: bool = False, flag_values: flags.FlagValues = flags
         "Report peak memory with the progress lines (GPU memory; the process's peak RSS on CPU).",
         flag_values=fv,
     )
+    flags.DEFINE_boolean(
+        "jit_compile",
+        False,
+        "Compile the train step with XLA. Optional: it can help on a GPU, and is much slower "
+        "on a CPU (docs/benchmarks.md).",
+        flag_values=fv,
+    )
     if mem_saving:
         flags.DEFINE_list(
             "checkpoint_nodes",
@@ -143,6 +150,7 @@ def options_from_flags(
         gradient_checkpointing=mem_saving,
         checkpoint_nodes=tuple(fv.checkpoint_nodes) if mem_saving else (),
         log_memory=fv.log_memory,
+        jit_compile=fv.jit_compile,
     )
 
 

@@ -74,6 +74,8 @@ class TrainOptions:
       checkpoint_nodes: segments (or the original's node names) to recompute; empty means the
         model's defaults (each backbone block and the fusion units).
       log_memory: report peak memory with the progress lines.
+      jit_compile: compile the train step with XLA (optional: on a CPU it is slower, see
+        docs/benchmarks.md).
     """
 
     num_clones: int = 1
@@ -90,6 +92,7 @@ class TrainOptions:
     gradient_checkpointing: bool = False
     checkpoint_nodes: tuple[str, ...] = ()
     log_memory: bool = False
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         checks = (
@@ -338,6 +341,7 @@ def train(config, logdir: str, options: TrainOptions | None = None) -> TrainResu
         add_regularization_loss=train_config.add_regularization_loss,
         image_summaries=options.image_summaries and options.save_summaries_steps > 0,
         include_aux=any(key in loss_fn.weights for key in _aux_keys(model)),
+        jit_compile=options.jit_compile,
     )
     writer = SummaryWriter(logdir, enabled=chief and options.save_summaries_steps > 0)
     progress = ProgressLog(

@@ -33,6 +33,9 @@ def test_defaults_and_options():
     assert options.use_tf1_momentum
     keras_sgd = _flags(["--config_path=c", "--logdir=l", "--notf1_momentum"])
     assert not train_flags.options_from_flags(keras_sgd).use_tf1_momentum
+    assert not options.jit_compile  # XLA stays optional: slower on a CPU
+    xla = _flags(["--config_path=c", "--logdir=l", "--jit_compile"])
+    assert train_flags.options_from_flags(xla).jit_compile
 
 
 def test_required_flags():

@@ -360,3 +360,16 @@ def test_checkpoint_segmenter_traces_once_for_every_call(exported):
     for image in [*exported.images, exported.images[0][:50, :70]]:
         model_segmenter(image)
     assert model_segmenter._serve.experimental_get_tracing_count() == 1
+
+
+def test_xla_compiled_deploy_graph_agrees_with_the_plain_one(exported):
+    plain = segmenters.ModelSegmenter(exported.model, (1, HEIGHT, WIDTH, 3), PAD)
+    compiled = segmenters.ModelSegmenter(
+        exported.model, (1, HEIGHT, WIDTH, 3), PAD, jit_compile=True
+    )
+    agree = total = 0
+    for image in exported.images:
+        expected = plain(image)
+        agree += int((compiled(image) == expected).sum())
+        total += expected.size
+    assert agree / total >= 0.999
