@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 PROTOS := $(wildcard protos/*.proto)
 PB2 := $(PROTOS:.proto=_pb2.py)
 
-.PHONY: help venv build build-protos protos test demo lint format clean clean-protos clean-pyc
+.PHONY: help venv build build-protos protos test demo bench lint format clean clean-protos clean-pyc
 
 help:
 	@echo "make demo          generate the synthetic dataset and run the demo"
 	@echo "make test          run the test suite"
+	@echo "make bench         speed, size, memory -> benchmarks/RESULTS.md (<20 min on 2 cores; BENCH_ARGS=--quick)"
 	@echo "make build-protos  compile protos/*.proto (alias: protos, build)"
 	@echo "make lint          ruff check and format check"
 	@echo "make clean         remove generated protos, caches and the virtualenv"
@@ -35,6 +36,9 @@ test: build-protos
 
 demo: build-protos
 	$(PY) demo.py
+
+bench: build-protos
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

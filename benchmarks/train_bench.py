@@ -1,0 +1,174 @@
+"""Training step time and training memory: each configuration in its own process.
+
+Cells:
+  ``train/<case>``: seconds per step (median and IQR of the timed steps after warm-up, the
+    compiled ``tf.function`` step of ``core.train_step``) and images/s, at the demo config and
+    at 713x713 crops.
+  ``memory/train.py`` and ``memory/train_mem_saving.py``: peak memory of the same step without
+    and with gradient checkpointing (the only difference between the two scripts), same batch
+    and crop.
+
+See :mod:`benchmarks.train_child` for what one run does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+from benchmarks.machine import REPO_ROOT
+from benchmarks.models import DEMO_CONFIG, ICNET_CONFIG
+from benchmarks.plan import Results
+
+CHILD_TIMEOUT_S = 1800
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCase:
+    """One training configuration.
+
+    Attributes:
+      key: name in the result keys.
+      title: name in the tables.
+      config_path: pipeline config (relative to the repository root).
+      config_override: text-format override, or None.
+      batch_size: None keeps the config's ``train_config.batch_size``.
+      crop: (height, width) of the batch; None keeps the config's ``random_image_crop``.
+      mem_saving: gradient checkpointing, as ``train_mem_saving.py``.
+    """
+
+    key: str
+    title: str
+    config_path: str
+    config_override: str | None = None
+    batch_size: int | None = None
+    crop: tuple[int, int] | None = None
+    mem_saving: bool = False
+
+    def settings(self) -> tuple:
+        """What determines the measurement (two cases with equal settings share one run)."""
+        return (self.config_path, self.config_override, self.batch_size, self.crop, self.mem_saving)
+
+
+def train_cases(quick: bool, batch_size: int) -> list[TrainCase]:
+    """The ``train`` section: the demo config as it is, and ICNet 1.0 at 713x713 crops."""
+    if quick:
+        return [
+            TrainCase("demo", "demo config (quick: 97x97 crops)", DEMO_CONFIG, None, 2, (97, 97)),
+            TrainCase(
+                "icnet_1.0_713",
+                "ICNet 1.0 (quick: filter_scale 0.125, 129x129 crops)",
+                ICNET_CONFIG,
+                "model { icnet { filter_scale: 0.125 } }",
+                batch_size,
+                (129, 129),
+            ),
+        ]
+    return [
+        TrainCase("demo", "demo config (ICNet 0.25, its batch and crop)", DEMO_CONFIG),
+        TrainCase(
+            "icnet_1.0_713", "ICNet 1.0, 713x713 crops", ICNET_CONFIG, None, batch_size, (713, 713)
+        ),
+    ]
+
+
+def memory_cases(quick: bool, batch_size: int) -> list[TrainCase]:
+    """``train.py`` vs ``train_mem_saving.py``: the 713 case without and with recomputation."""
+    base = train_cases(quick, batch_size)[1]
+    return [
+        dataclasses.replace(base, key="train.py", title=f"train.py: {base.title}"),
+        dataclasses.replace(
+            base,
+            key="train_mem_saving.py",
+            title=f"train_mem_saving.py: {base.title}",
+            mem_saving=True,
+        ),
+    ]
+
+
+def train_key(case: TrainCase) -> str:
+    return f"train/{case.key}"
+
+
+def memory_key(case: TrainCase) -> str:
+    return f"memory/{case.key}"
+
+
+def _child_error(stderr: str) -> str:
+    """The most telling line of a failed child's log (the exception, else the last line)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line.split(":", 1)[0] or line.startswith(("Traceback", "Killed")):
+            return line
+    return lines[-1] if lines else "no output"
+
+
+class TrainRunner:
+    """Runs cases in child processes; a case with the same settings runs once.
+
+    Args:
+      work_dir: where the children's logs and results go.
+      warmup: untimed steps (the first one traces the step).
+      steps: timed steps.
+      mixed_precision: the ``--mixed_precision`` policy in the child.
+    """
+
+    def __init__(self, work_dir: str, warmup: int, steps: int, mixed_precision: bool = False):
+        self.work_dir = os.path.join(work_dir, "train")
+        self.warmup = warmup
+        self.steps = steps
+        self.mixed_precision = mixed_precision
+        self._done: dict[tuple, dict] = {}
+
+    def run(self, case: TrainCase) -> dict:
+        """Measures a case (or returns the earlier run with the same settings)."""
+        settings = case.settings()
+        if settings in self._done:
+            return self._done[settings]
+        os.makedirs(self.work_dir, exist_ok=True)
+        name = case.key.replace("/", "_")
+        output = os.path.join(self.work_dir, f"{name}.json")
+        description = dataclasses.asdict(case)
+        description.update(
+            warmup=self.warmup, steps=self.steps, mixed_precision=self.mixed_precision
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.train_child",
+            f"--case={json.dumps(description)}",
+            f"--output={output}",
+        ]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        process = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+        )
+        with open(os.path.join(self.work_dir, f"{name}.log"), "w", encoding="utf-8") as log:
+            log.write(process.stdout + process.stderr)
+        if process.returncode != 0:
+            reason = _child_error(process.stderr)
+            if process.returncode < 0:
+                reason = f"killed by signal {-process.returncode} (out of memory?); {reason}"
+            raise RuntimeError(f"training child failed (exit {process.returncode}): {reason}")
+        with open(output, encoding="utf-8") as stream:
+            result = json.load(stream)
+        self._done[settings] = result
+        return result
+
+
+def measure_train(results: Results, runner: TrainRunner, case: TrainCase) -> None:
+    values = runner.run(case)
+    results.set(train_key(case), title=case.title, config=case.config_path, **values)
+
+
+def measure_memory(results: Results, runner: TrainRunner, case: TrainCase) -> None:
+    values = runner.run(case)
+    results.set(memory_key(case), title=case.title, config=case.config_path, **values)

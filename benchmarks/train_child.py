@@ -1,0 +1,193 @@
+"""One training configuration, timed and measured in its own process (run by train_bench).
+
+``python -m benchmarks.train_child --case '<json>' --output result.json`` builds the model,
+loss and optimizer of a pipeline config with the same builders and ``core.train_step.TrainStep``
+as ``core.trainer`` (which ``train.py`` and ``train_mem_saving.py`` call), feeds it one fixed
+in-memory batch (so the input pipeline is not part of the step time), runs warm-up steps and
+timed steps, and writes the step times and peak memory as JSON. ``mem_saving`` makes the one
+change ``train_mem_saving.py`` makes: the model's default segments (each backbone block and the
+fusion units) run under ``tf.recompute_grad``.
+
+Running each configuration in a fresh process keeps the peak memory of one from showing in
+another's: the process's peak RSS (``VmHWM``) covers Python, TensorFlow, the model, the
+optimizer slots and the step, and the peak GPU memory comes from
+``tf.config.experimental.get_memory_info``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("case", None, "JSON description of the case (see train_bench.TrainCase).")
+flags.DEFINE_string("output", None, "Where to write the JSON result.")
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _rss_bytes() -> int | None:
+    """Current resident set size, or None."""
+    return _proc_status_bytes("VmRSS")
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak resident set size.
+
+    ``VmHWM`` is the high-water mark of this program's own address space. ``getrusage``'s
+    ``ru_maxrss`` is not used on Linux: it carries over the parent's RSS at ``fork`` through the
+    ``exec``, so a child of a large benchmark process would report the parent's size.
+    """
+    peak = _proc_status_bytes("VmHWM")
+    if peak is not None:
+        return peak
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def _crop(config, case: dict) -> tuple[int, int]:
+    if case.get("crop"):
+        return tuple(case["crop"])
+    for step in config.train_config.preprocessor_step:
+        if step.WhichOneof("preprocessing_step") == "random_image_crop":
+            return step.random_image_crop.crop_height, step.random_image_crop.crop_width
+    raise ValueError("the config has no random_image_crop step; give the case a crop.")
+
+
+def build_step(config, batch_size: int, crop: tuple[int, int], mem_saving: bool, policy):
+    """The compiled training step of the config's model on one fixed batch.
+
+    Returns:
+      ``(run, model)``: ``run()`` does one step and blocks until its loss is computed.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.models import SEED, dtype_policy
+    from builders import losses_builder, model_builder, optimizer_builder
+    from core.standard_fields import InputDataFields
+    from core.train_step import TrainStep
+
+    kind = config.model.WhichOneof("model")
+    model_config = getattr(config.model, kind)
+    strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(SEED)
+    with dtype_policy(policy):
+        model = model_builder.build(config.model)
+        model.build_variables()
+    if mem_saving:
+        model.set_recompute_scopes(model.default_recompute_scopes())
+    specs = model.output_specs(training=True)
+    loss_fn = losses_builder.build(model_config, specs)
+    optimizer, _ = optimizer_builder.build(config.train_config.optimizer, use_tf1_momentum=True)
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    variables = model.trainable_variables
+    optimizer.build(variables)
+    global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    step = TrainStep(
+        model,
+        loss_fn,
+        optimizer,
+        variables,
+        strategy,
+        global_step,
+        add_regularization_loss=config.train_config.add_regularization_loss,
+        include_aux=any(spec.key in loss_fn.weights for spec in specs if spec.auxiliary),
+    )
+    rng = np.random.default_rng(SEED)
+    height, width = crop
+    batch = {
+        InputDataFields.input_image: rng.uniform(0, 255, (batch_size, height, width, 3)).astype(
+            np.float32
+        ),
+        InputDataFields.groundtruth: rng.integers(
+            0, model_config.num_classes, (batch_size, height, width, 1), dtype=np.int32
+        ),
+    }
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+
+    def run() -> float:
+        return float(step(iterator)["losses"]["total"])
+
+    return run, model
+
+
+def run_case(case: dict) -> dict:
+    """Builds, warms up and times one case; returns the measurements."""
+    import tensorflow as tf
+
+    from benchmarks.models import precision_policy, repo_path
+    from builders import config_util
+    from core import latency
+
+    config = config_util.load_pipeline_config(
+        repo_path(case["config_path"]), case.get("config_override"), validate=False
+    )
+    batch_size = case.get("batch_size") or config.train_config.batch_size
+    crop = _crop(config, case)
+    policy = precision_policy(case.get("mixed_precision", False))
+    gpus = tf.config.list_logical_devices("GPU")
+    run, model = build_step(config, batch_size, crop, case.get("mem_saving", False), policy)
+    rss_before = _rss_bytes()
+    if gpus:
+        tf.config.experimental.reset_memory_stats(gpus[0].name)
+    gpu_before = tf.config.experimental.get_memory_info(gpus[0].name)["current"] if gpus else None
+    started = time.perf_counter()
+    loss = run()
+    first_step = time.perf_counter() - started
+    stats = latency.measure(run, warmup=max(case.get("warmup", 2) - 1, 0), runs=case["steps"])
+    seconds = stats.median_ms / 1000.0
+    return {
+        "model": model.name,
+        "filter_scale": model.filter_scale,
+        "batch_size": batch_size,
+        "crop": list(crop),
+        "mem_saving": case.get("mem_saving", False),
+        "recompute_segments": sorted(model.recompute_scopes),
+        "precision": policy or "float32",
+        "device": "GPU" if gpus else "CPU",
+        "first_step_s": round(first_step, 3),
+        "first_loss": loss,
+        "step": stats.as_dict(),
+        "warmup": case.get("warmup", 2),
+        "s_per_step": seconds,
+        "images_per_s": batch_size / seconds,
+        "rss_before_steps_bytes": rss_before,
+        "peak_rss_bytes": _peak_rss_bytes(),
+        "gpu_before_steps_bytes": gpu_before,
+        "gpu_peak_bytes": (
+            tf.config.experimental.get_memory_info(gpus[0].name)["peak"] if gpus else None
+        ),
+    }
+
+
+def main(argv) -> None:
+    del argv
+    case = json.loads(flags.FLAGS.case)
+    result = run_case(case)
+    from core import file_utils
+
+    file_utils.atomic_write_text(flags.FLAGS.output, json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    flags.mark_flags_as_required(["case", "output"])
+    app.run(main)
