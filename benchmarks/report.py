@@ -12,6 +12,7 @@ import os
 from benchmarks.inference_tables import exports_table, latency_table, models_table, roofline_table
 from benchmarks.markdown import escape, table
 from benchmarks.plan import FAILED
+from benchmarks.profile_bench import profile_table
 from benchmarks.training_tables import input_table, memory_table, training_table
 
 MARKDOWN_NAME = "RESULTS.md"
@@ -96,6 +97,7 @@ def render_markdown(document: dict) -> str:
         memory_table,
         input_table,
         roofline_table,
+        profile_table,
         _failures,
     )
     for section in sections:

@@ -15,6 +15,8 @@ Sections (``--sections``, comma-separated, default all):
   memory    peak memory of the step: train.py vs train_mem_saving.py, same batch and crop
   input     the demo's input pipeline throughput, against the demo's training images/s
   roofline  float32 matmul rate; each model's FLOPs / latency against it
+  profile   where ICNet 1.0's inference time goes (ms by op type and by model part), at the
+            first size; the first --models entry when ICNet 1.0 is not selected
 
 A cell that fails (a conversion error, out of memory) is recorded as failed with its reason and
 the run goes on. See docs/benchmarks.md.
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-SECTIONS = ("params", "latency", "export", "train", "memory", "input", "roofline")
+SECTIONS = ("params", "latency", "export", "train", "memory", "input", "roofline", "profile")
 DEFAULT_SIZES = ("1024x2048", "512x1024")
 QUICK_SIZES = ("129x257", "97x193")
 
@@ -180,6 +182,7 @@ def build_tasks(settings: Settings, store, train_runner) -> list:
     from benchmarks import input_bench, train_bench
     from benchmarks.models import SPECS_BY_KEY
     from benchmarks.plan import Task
+    from benchmarks.profile_bench import PROFILE_MODEL, measure_profile, profile_key
 
     scale = 0.02 if settings.quick else 1.0
     tasks: list[Task] = []
@@ -243,6 +246,17 @@ def build_tasks(settings: Settings, store, train_runner) -> list:
                         estimate * scale + 3,
                     )
                 )
+    if "profile" in sections:
+        size = settings.sizes[0]
+        model = PROFILE_MODEL if PROFILE_MODEL in settings.models else settings.models[0]
+        tasks.append(
+            Task(
+                f"op profile of {model} at {ib.size_label(size)}",
+                [profile_key(model, ib.size_label(size))],
+                lambda r: measure_profile(r, store, model, size, settings.runs),
+                (20 + (settings.runs + 3) * _PASS_S[model] * pixels(size)) * scale + 2,
+            )
+        )
     tasks.append(Task("free the models", [], lambda r: store.release(), 0.5))
     if "train" in sections:
         for case in train_bench.train_cases(settings.quick, settings.train_batch_size):

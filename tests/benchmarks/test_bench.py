@@ -21,7 +21,7 @@ SIZE = "97x193"
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> dict:
-    """``results.json`` of a --quick run of the params, latency and roofline sections."""
+    """``results.json`` of a --quick run of the params, latency, roofline and profile sections."""
     output = tmp_path_factory.mktemp("bench")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     completed = subprocess.run(
@@ -30,7 +30,7 @@ def quick_run(tmp_path_factory) -> dict:
             "-m",
             "benchmarks.run",
             "--quick",
-            "--sections=params,latency,roofline",
+            "--sections=params,latency,roofline,profile",
             f"--models={','.join(MODELS)}",
             f"--sizes={SIZE}",
             "--runs=2",
@@ -54,7 +54,7 @@ def quick_run(tmp_path_factory) -> dict:
 
 def test_quick_run_writes_every_expected_cell_with_positive_numbers(quick_run):
     cells = quick_run["cells"]
-    expected = {"roofline/matmul"}
+    expected = {"roofline/matmul", f"profile/{MODELS[0]}/{SIZE}"}
     for model in MODELS:
         expected |= {
             f"params/{model}",
@@ -103,6 +103,33 @@ def test_roofline_is_flops_over_latency_from_the_raw_fields(quick_run):
         roofline = cells[f"roofline/{model}/{SIZE}"]
         assert roofline["gflops_per_s"] == pytest.approx(rate)
         assert roofline["percent_of_matmul"] == pytest.approx(100 * rate / matmul["gflops_per_s"])
+
+
+def test_profile_accounts_for_every_op_once(quick_run):
+    """Op times add up the same by type and by part, and the convolutions are in them."""
+    cell = quick_run["cells"][f"profile/{MODELS[0]}/{SIZE}"]
+    assert cell["total_ms"] > 0
+    assert sum(cell["by_type_ms"].values()) == pytest.approx(cell["total_ms"])
+    assert sum(cell["by_part_ms"].values()) == pytest.approx(cell["total_ms"])
+    assert cell["by_type_ms"]["Conv2D"] > 0
+    assert {"block1", "block4", "CascadeFeatureFusion"} <= set(cell["by_part_ms"])
+    assert cell["gflops"] == pytest.approx(
+        quick_run["cells"][f"params/{MODELS[0]}"]["flops"][SIZE] / 1e9, rel=0.05
+    )
+    assert f"## Where the time goes: {MODELS[0]}" in quick_run["markdown"]
+
+
+def test_model_parts_of_node_names():
+    from benchmarks.profile_bench import model_part
+
+    prefix = "ICNet_1/SharedFeatureExtractor.resnet_v1_50."
+    assert model_part(prefix + "block3.unit_2.bottleneck_v1_1/conv_1/convolution") == "block3"
+    assert model_part(prefix + "conv1_1/conv_1/convolution") == "backbone stem"
+    assert model_part("ICNet_1/CascadeFeatureFusion_1_2/x/convolution") == "CascadeFeatureFusion_1"
+    assert model_part("ICNet_1/CascadeFeatureFusion_1/ResizeBilinear") == "CascadeFeatureFusion"
+    assert model_part("ICNet_1/FastPSPModule_1/AvgPool2D") == "FastPSPModule"
+    assert model_part("ICNet_1/Predictions.Conv_1/conv_1/convolution") == "prediction convs"
+    assert model_part("sub") == "other (preprocess, adds, resizes)"
 
 
 # ----------------------------------------------------------------------------- no TensorFlow
