@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import sys
 import time
 
 from absl import app, flags
@@ -28,35 +26,11 @@ flags.DEFINE_string("case", None, "JSON description of the case (see train_bench
 flags.DEFINE_string("output", None, "Where to write the JSON result.")
 
 
-def _proc_status_bytes(field: str) -> int | None:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
-    try:
-        with open("/proc/self/status", encoding="utf-8") as stream:
-            for line in stream:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def _rss_bytes() -> int | None:
     """Current resident set size, or None."""
-    return _proc_status_bytes("VmRSS")
+    from core.train_progress import proc_status_bytes
 
-
-def _peak_rss_bytes() -> int:
-    """This process's peak resident set size.
-
-    ``VmHWM`` is the high-water mark of this program's own address space. ``getrusage``'s
-    ``ru_maxrss`` is not used on Linux: it carries over the parent's RSS at ``fork`` through the
-    ``exec``, so a child of a large benchmark process would report the parent's size.
-    """
-    peak = _proc_status_bytes("VmHWM")
-    if peak is not None:
-        return peak
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+    return proc_status_bytes("VmRSS")
 
 
 def _crop(config, case: dict) -> tuple[int, int]:
@@ -136,6 +110,7 @@ def run_case(case: dict) -> dict:
     from benchmarks.models import precision_policy, repo_path
     from builders import config_util
     from core import latency
+    from core.train_progress import peak_rss_bytes
 
     config = config_util.load_pipeline_config(
         repo_path(case["config_path"]), case.get("config_override"), validate=False
@@ -170,7 +145,7 @@ def run_case(case: dict) -> dict:
         "s_per_step": seconds,
         "images_per_s": batch_size / seconds,
         "rss_before_steps_bytes": rss_before,
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "gpu_before_steps_bytes": gpu_before,
         "gpu_peak_bytes": (
             tf.config.experimental.get_memory_info(gpus[0].name)["peak"] if gpus else None

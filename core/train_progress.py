@@ -11,6 +11,33 @@ import tensorflow as tf
 from absl import logging
 
 
+def proc_status_bytes(field: str) -> int | None:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size in bytes.
+
+    ``VmHWM`` is the high-water mark of this program's own address space. ``getrusage``'s
+    ``ru_maxrss`` is only the fallback (off Linux): on Linux it carries the parent's RSS at
+    ``fork`` over the ``exec``, so ``train.py`` started from a large process would report the
+    parent's size.
+    """
+    peak = proc_status_bytes("VmHWM")
+    if peak is not None:
+        return peak
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
 def peak_memory() -> tuple[int, str]:
     """``(bytes, what)``: the peak GPU memory, or the process's peak RSS when there is no GPU.
 
@@ -22,9 +49,7 @@ def peak_memory() -> tuple[int, str]:
     if gpus:
         peaks = [tf.config.experimental.get_memory_info(gpu.name)["peak"] for gpu in gpus]
         return max(peaks), f"peak GPU memory (max over {len(gpus)} GPU(s))"
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return (rss if sys.platform == "darwin" else rss * 1024), "process peak RSS (CPU)"
+    return peak_rss_bytes(), "process peak RSS (CPU)"
 
 
 def format_bytes(count: int) -> str:

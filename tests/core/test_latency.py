@@ -30,3 +30,22 @@ def test_measure_times_only_the_timed_runs():
 def test_measure_rejects_no_runs():
     with pytest.raises(ValueError, match="runs >= 1"):
         latency.measure(lambda: None, runs=0)
+
+
+def test_peak_rss_of_a_child_is_its_own_not_its_parents():
+    """getrusage's ru_maxrss would report at least the parent's peak in a forked child."""
+    import os
+    import subprocess
+    import sys
+
+    from core import train_progress
+
+    block = np.ones(1024 * 1024 * 1024 // 8)  # this process now holds over 1 GiB
+    parent = train_progress.peak_rss_bytes()
+    current = train_progress.proc_status_bytes("VmRSS")
+    code = "from core.train_progress import peak_rss_bytes; print(peak_rss_bytes())"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    child = int(subprocess.check_output([sys.executable, "-c", code], cwd=root, text=True))
+    del block
+    assert current is None or parent >= current
+    assert parent - child > 512 * 1024 * 1024, (parent, child)
