@@ -165,8 +165,23 @@ def _dilation_padding(op: tf.Operation, counted: int) -> int:
     return 0
 
 
+def _ops_fed_by(tensors: Sequence[tf.Tensor]) -> set[tf.Operation]:
+    """Every op whose result depends on one of ``tensors`` (their consumers, transitively)."""
+    seen: set[tf.Operation] = set()
+    pending = [consumer for tensor in tensors for consumer in tensor.consumers()]
+    while pending:
+        op = pending.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        pending.extend(consumer for output in op.outputs for consumer in output.consumers())
+    return seen
+
+
 def count_graph_flops(
-    graph: tf.Graph, trim_name_regexes: Sequence[str] = TRIM_NAME_REGEXES
+    graph: tf.Graph,
+    trim_name_regexes: Sequence[str] = TRIM_NAME_REGEXES,
+    inputs: Sequence[tf.Tensor] | None = None,
 ) -> tuple[dict[str, int], int, int]:
     """Counts the FLOPs of every op of a graph, tfprof-style.
 
@@ -175,6 +190,9 @@ def count_graph_flops(
       trim_name_regexes: ops whose name or type matches one of these (``re.search``) are left
         out of the count, as the original's tfprof ``trim_name_regexes`` intended. Matching the
         type too catches bias adds whatever their name.
+      inputs: when given, only ops that depend on these tensors (the images) are counted. Ops
+        on weights alone, such as the batch-norm folding of ``ConvBN`` (kernel x scale), run
+        once per model, not per image: in an exported graph they are constant-folded.
 
     Returns:
       ``({op type: FLOPs}`` of the counted ops, largest first, ``trimmed FLOPs``,
@@ -184,7 +202,10 @@ def count_graph_flops(
     by_type: dict[str, int] = {}
     trimmed = 0
     padding = 0
+    per_image = None if inputs is None else _ops_fed_by(inputs)
     for op in graph.get_operations():
+        if per_image is not None and op not in per_image:
+            continue
         flops = op_flops(op)
         if not flops:
             continue
@@ -251,7 +272,8 @@ def compute_flops(
       A :class:`FlopsReport`.
     """
     graph = inference_graph(model, input_size, batch_size, include_postprocess)
-    by_type, trimmed, padding = count_graph_flops(graph)
+    images = [tensor for tensor in graph.inputs if tensor.dtype == tf.float32][:1]
+    by_type, trimmed, padding = count_graph_flops(graph, inputs=images)
     return FlopsReport(
         input_size=(int(input_size[0]), int(input_size[1])),
         batch_size=batch_size,

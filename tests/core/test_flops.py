@@ -35,6 +35,22 @@ def test_hand_counted_ops():
     assert padding == 0
 
 
+def test_weight_only_ops_are_left_out_when_the_images_are_named():
+    """Folding a scale into a kernel runs once per model; only per-image ops are FLOPs."""
+    kernel = tf.Variable(tf.ones([3, 3, 3, 4]))
+    scale = tf.Variable(tf.ones([4]))
+
+    def net(x):
+        return tf.nn.conv2d(x, kernel * scale, 1, "SAME")  # the multiply: 3*3*3*4 elements
+
+    graph = _graph(net, [1, 8, 10, 3])
+    conv = 2 * 8 * 10 * (3 * 3 * 3) * 4
+    everything, _, _ = flops.count_graph_flops(graph)
+    assert everything == {"Conv2D": conv, "Mul": 3 * 3 * 3 * 4}
+    per_image, _, _ = flops.count_graph_flops(graph, inputs=graph.inputs[:1])
+    assert per_image == {"Conv2D": conv}
+
+
 def test_dilated_convs_count_their_space_to_batch_padding():
     kernel = tf.ones([3, 3, 2, 2])
 
