@@ -38,6 +38,11 @@ SYNTHETIC_CLASSES = (
     ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR
 )  # fmt: skip
 
+MIN_POLE_PX = 10.0
+MIN_SIGN_PX = 12.0
+MIN_LIGHT_PX = 14.0
+PERSON_FAR = 15.0
+
 
 @dataclasses.dataclass(frozen=True)
 class _Side:
@@ -356,7 +361,7 @@ class _Scene:
         rng, canvas, cam = self.rng, self.canvas, self.cam
         to_px = self._billboard(x, z)
         height = rng.uniform(3.0, 7.5)
-        half = max(rng.uniform(0.06, 0.12), 2.0 * z / cam.focal)  # at least 4 px wide: 1 px at 1/4
+        half = max(rng.uniform(0.06, 0.12), 0.5 * MIN_POLE_PX * z / cam.focal)
         region = self._rect(to_px, -half, 0.0, half, height)
         if region is not None:
             ys, xs = canvas.centres(region[0])
@@ -367,13 +372,14 @@ class _Scene:
             canvas.paint(region, colour, POLE)
         roll = rng.random()
         if roll < 0.5:
-            self._draw_sign(to_px, height)
+            self._draw_sign(to_px, height, cam.focal / z)
         elif roll < 0.9:
-            self._draw_light(to_px, height)
+            self._draw_light(to_px, height, cam.focal / z)
 
-    def _draw_sign(self, to_px: Callable, top: float) -> None:
+    def _draw_sign(self, to_px: Callable, top: float, px_per_m: float) -> None:
         rng, canvas = self.rng, self.canvas
         size = rng.uniform(0.7, 1.2)  # larger than life: learnable at 256x512
+        size = max(size, MIN_SIGN_PX / px_per_m)
         v = top - size / 2
         shape = int(rng.integers(4))
         if shape == 0:  # round: red ring, white or blue face
@@ -411,9 +417,11 @@ class _Scene:
             if region is not None:
                 canvas.paint(region, canvas.texture(region[0], colour, 5.0, 5.0), SIGN)
 
-    def _draw_light(self, to_px: Callable, top: float) -> None:
+    def _draw_light(self, to_px: Callable, top: float, px_per_m: float) -> None:
         rng, canvas = self.rng, self.canvas
         w, h = rng.uniform(0.4, 0.55), rng.uniform(1.0, 1.4)
+        grow = max(1.0, MIN_LIGHT_PX / (w * px_per_m))  # far lights keep their shape, larger
+        w, h = w * grow, h * grow
         u = rng.choice([-1.0, 0.0, 1.0]) * w * 0.5
         region = self._rect(to_px, u - w / 2, top - h, u + w / 2, top)
         if region is None:
@@ -540,7 +548,7 @@ class _Scene:
             x = self._band_x(side, SIDEWALK)
             if x is None or rng.random() < 0.15:  # crossing the road
                 x = rng.uniform(self.road_left, self.road_right)
-            objects.append((self._depth(min(z_limit, 40.0)), self.draw_person, x))
+            objects.append((self._depth(min(z_limit, PERSON_FAR)), self.draw_person, x))
         for _ in range(int(rng.integers(1, 6))):
             side = self.sides[int(rng.integers(2))]
             x = side.sign * (side.bands[0][1] + rng.uniform(0.3, 0.6))
