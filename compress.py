@@ -1,7 +1,7 @@
 """Compresses a trained ICNet / PSPNet by L1 filter pruning (Li et al. 2017), as the original.
 
 Example (ICNet 1.0 -> 0.5, then retrain with the written config):
-  python compress.py --config_path configs/icnet_resnet_v1_1.0_cityscapes.config \
+  python compress.py --config_path configs/two_stage_icnet_1.0_1025_resnet_v1_stage_1.config \
       --input_checkpoint train_dir/model.ckpt-100000 --compression_factor 0.5 \
       --prune_config configs/compression/icnet_resnet_v1_pruner.prune_config \
       --output_dir pruned

@@ -16,7 +16,7 @@ cityscapesScripts evaluation or the benchmark server.
 
 Example:
   python eval.py \
-      --config_path configs/icnet_1.0_1025_resnet_v1.config \
+      --config_path configs/two_stage_icnet_1.0_1025_resnet_v1_stage_1.config \
       --train_dir tmp/icnet_train --eval_dir tmp/icnet_eval \
       --evaluate_all_from_checkpoint model.ckpt-60000
 """

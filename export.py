@@ -1,7 +1,7 @@
 """Exports a trained model: frozen graph, SavedModel, TFLite (float32, int8) and a checkpoint.
 
 Example (Cityscapes, as the original):
-  python export.py --config_path configs/icnet_resnet_v1_1.0_cityscapes.config \
+  python export.py --config_path configs/two_stage_icnet_1.0_1025_resnet_v1_stage_1.config \
       --trained_checkpoint train_dir/model.ckpt-100000 --output_dir exported \
       --input_shape 1024,2048,3 --pad_to_shape 1025,2049
 

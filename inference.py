@@ -2,7 +2,7 @@
 
 Examples:
   python inference.py --input_path demo.png --output_dir out \
-      --config_path configs/icnet_resnet_v1_1.0_cityscapes.config \
+      --config_path configs/two_stage_icnet_1.0_1025_resnet_v1_stage_1.config \
       --trained_checkpoint train_dir/model.ckpt-100000
   python inference.py --input_path frames/ --model_path exported/model_float32.tflite \
       --output_dir out --label_ids

@@ -1,7 +1,8 @@
 """Pruning sensitivity analysis: prune each block (or channel group) alone, measure the mIoU.
 
 Example (ICNet, every backbone block / ICNet branch / head at three keep ratios, 100 images):
-  python sensitivity.py --config_path configs/icnet_resnet_v1_1.0_cityscapes.config \
+  python sensitivity.py \
+      --config_path configs/two_stage_icnet_1.0_1025_resnet_v1_stage_1.config \
       --input_checkpoint train_dir --output_dir sensitivity \
       --ratios 0.75,0.5,0.25 --granularity block --num_examples 100
 
