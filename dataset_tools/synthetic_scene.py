@@ -38,6 +38,13 @@ SYNTHETIC_CLASSES = (
     ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR
 )  # fmt: skip
 
+# Far objects are drawn no smaller than ICNet can represent: its logits are at 1/4 of the
+# input, so a 4 px pole is a single logit column and even perfect 1/4-resolution logits,
+# upsampled, miss about 30% of its IoU. Poles are therefore at least MIN_POLE_PX wide (thicker
+# than life when far), signs and light housings at least MIN_SIGN_PX / MIN_LIGHT_PX across
+# (larger than life, shape kept) and people stand at most PERSON_FAR metres away (at 15 m a
+# person is at least about 30 px tall). Sizes are in pixels, whatever the scene size, chosen
+# for the demo's 256x512; what they did to its IoU is in docs/datasets.md.
 MIN_POLE_PX = 10.0
 MIN_SIGN_PX = 12.0
 MIN_LIGHT_PX = 14.0

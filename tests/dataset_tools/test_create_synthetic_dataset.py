@@ -95,3 +95,19 @@ def test_previews_show_the_scene_beside_its_labels_in_cityscapes_colours(tmp_pat
             np.testing.assert_array_equal(
                 colours[label == train_id], np.tile(rgb, ((label == train_id).sum(), 1))
             )
+
+
+def _run_widths(mask: np.ndarray) -> np.ndarray:
+    """Lengths of the horizontal runs of True in a ``[H, W]`` mask, row by row."""
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    return np.flatnonzero(edges.ravel() == -1) - np.flatnonzero(edges.ravel() == 1)
+
+
+def test_thin_objects_stay_wide_enough_for_a_quarter_resolution_output():
+    # ICNet predicts at 1/4 of the input: a pole spans at least two logit columns (8 px).
+    widths = np.concatenate(
+        [_run_widths(_scene(seed, 256, 512)[1] == scene.POLE) for seed in range(8)]
+    )
+    assert widths.sum() > 1000  # poles occur
+    narrow = widths[widths < 8].sum() / widths.sum()
+    assert narrow < 0.1  # only where something in front of a pole or the border cuts it
