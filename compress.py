@@ -21,7 +21,7 @@ import sys
 from absl import app, flags
 
 from builders.config_util import ConfigError
-from core.checkpoint_utils import CheckpointError
+from core.checkpoints.checkpoint_utils import CheckpointError
 from core.pruning import compression
 
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or training directory to prune.")

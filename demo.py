@@ -4,7 +4,7 @@ Usage, from the repository root (``make demo`` runs it with the defaults)::
 
     python demo.py [--output_dir demo_output] [--num_steps 2000] [--num_train 400]
 
-Everything it writes lands under ``--output_dir``; see ``core/demo.py``.
+Everything it writes lands under ``--output_dir``; see ``runners/demo.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from absl import app, flags, logging
 
 from builders.config_util import ConfigError
-from core import demo
+from runners import demo
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "demo_output", "Folder for everything the demo writes.")

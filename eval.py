@@ -27,7 +27,8 @@ import sys
 
 from absl import app, flags, logging
 
-from core import eval_loop, evaluator
+from core.evaluation import evaluator
+from runners import eval_loop
 
 flags.DEFINE_string("train_dir", None, "Directory of the training checkpoints.")
 flags.DEFINE_string("eval_dir", None, "Directory for the results and TensorBoard summaries.")

@@ -5,7 +5,7 @@ Example (Cityscapes, as the original):
       --trained_checkpoint train_dir/model.ckpt-100000 --output_dir exported \
       --input_shape 1024,2048,3 --pad_to_shape 1025,2049
 
-See core/exporter.py for the files written. Height and width of --input_shape must be known:
+See core/deploy/exporter.py for the files written. Height and width of --input_shape must be known:
 the pyramid pooling sizes its kernels when the graph is built.
 """
 
@@ -16,9 +16,9 @@ import sys
 from absl import app, flags
 
 from builders.config_util import ConfigError
-from core import exporter
-from core.checkpoint_utils import CheckpointError
-from core.tflite_export import TFLiteConversionError
+from core.checkpoints.checkpoint_utils import CheckpointError
+from core.deploy import exporter
+from core.deploy.tflite_export import TFLiteConversionError
 
 flags.DEFINE_list(
     "input_shape",

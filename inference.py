@@ -20,10 +20,10 @@ import sys
 from absl import app, flags
 
 from builders.config_util import ConfigError
-from core import inference_runner
-from core.checkpoint_utils import CheckpointError
-from core.deploy_graph import ExportError
-from core.segmenters import load_segmenter
+from core.checkpoints.checkpoint_utils import CheckpointError
+from core.deploy import inference_runner
+from core.deploy.deploy_graph import ExportError
+from core.deploy.segmenters import load_segmenter
 
 flags.DEFINE_string("input_path", None, "An image, a video, or a folder of .jpg/.jpeg/.png.")
 flags.DEFINE_list(

@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 
 from builders.config_util import ConfigError
-from core.checkpoint_utils import CheckpointError
+from core.checkpoints.checkpoint_utils import CheckpointError
 from core.pruning import sensitivity
 
 flags.DEFINE_string("config_path", None, "Pipeline .config of the checkpoint (eval data too).")

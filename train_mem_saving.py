@@ -11,7 +11,7 @@ Example:
 
 from absl import app, flags
 
-from core import train_flags
+from runners import train_flags
 
 train_flags.define_flags(mem_saving=True)
 flags.adopt_module_key_flags(train_flags)  # list them in --helpshort

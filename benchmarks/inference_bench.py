@@ -1,8 +1,8 @@
 """Parameters, FLOPs, inference latency (checkpoint model and exported formats), roofline.
 
-Every latency is ``core.latency.measure`` of one batch-1 call of the deploy graph (uint8 image
+Every latency is ``core.analysis.latency.measure`` of one batch-1 call of the deploy graph (uint8 image
 in, class ids out: preprocessing, network, resize to the input size and argmax), the same graph
-for the checkpoint model (``core.segmenters.ModelSegmenter``) and for each exported format
+for the checkpoint model (``core.deploy.segmenters.ModelSegmenter``) and for each exported format
 (``FrozenGraphSegmenter``, ``SavedModelSegmenter``, ``TFLiteSegmenter``). The input is a
 synthetic street scene (``dataset_tools.synthetic_scene``), so the int8 model is calibrated on
 images of the kind it runs on.
@@ -63,7 +63,7 @@ def scene(size: Size, index: int = 0) -> np.ndarray:
 
 def measure_params(results: Results, store: ModelStore, model_key: str, sizes: Sequence[Size]):
     """Parameters (zoo convention) and FLOPs (tfprof convention) at every size."""
-    from core import flops
+    from core.analysis import flops
 
     spec = store.spec(model_key)
     model = store.model(model_key)
@@ -101,7 +101,7 @@ def measure_params(results: Results, store: ModelStore, model_key: str, sizes: S
 
 def _time_segmenter(make, batch: np.ndarray, warmup: int, runs: int) -> dict:
     """Loads/traces a segmenter, times its first call, then ``measure``s it."""
-    from core import latency
+    from core.analysis import latency
 
     started = time.perf_counter()
     segmenter = make()
@@ -130,7 +130,7 @@ def measure_checkpoint_latency(
     mixed_precision: bool = False,
 ) -> None:
     """Latency of the deploy graph traced around the built model (what export.py freezes)."""
-    from core.segmenters import ModelSegmenter
+    from core.deploy.segmenters import ModelSegmenter
 
     policy = precision_policy(mixed_precision)
     model = store.model(model_key, policy)
@@ -152,7 +152,7 @@ def _export(model, directory: str, size: Size) -> tuple[dict, dict[str, str]]:
     Returns:
       ``(summary, failures)``: the merged export summaries and ``{format: reason}``.
     """
-    from core import exporter
+    from core.deploy import exporter
 
     images = [scene(size, index) for index in range(CALIBRATION_IMAGES)]
 
@@ -187,7 +187,7 @@ def _export(model, directory: str, size: Size) -> tuple[dict, dict[str, str]]:
 
 
 def _segmenter_factory(fmt: str, directory: str, num_threads: int):
-    from core import exporter, segmenters
+    from core.deploy import exporter, segmenters
 
     paths = {
         "frozen_graph": (segmenters.FrozenGraphSegmenter, exporter.FROZEN_GRAPH_NAME),
@@ -215,7 +215,7 @@ def measure_exports(
     Exports are always float32 models (the int8 TFLite one quantized from them), whatever
     ``--mixed_precision`` says.
     """
-    from core import latency
+    from core.analysis import latency
 
     model = store.model(model_key)
     directory = os.path.join(store.work_dir, "exports", model_key, size_label(size))
@@ -271,7 +271,7 @@ def measure_matmul(results: Results, sizes: Sequence[int], warmup: int, runs: in
     """
     import tensorflow as tf
 
-    from core import latency
+    from core.analysis import latency
 
     best = None
     by_size = {}

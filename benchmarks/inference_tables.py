@@ -53,7 +53,7 @@ def models_table(document: dict) -> list[str]:
         "",
         "Parameters in the model zoo's convention (`model.count_parameters()`: no batch norm, no "
         "auxiliary heads). FLOPs of one batch-1 inference pass (preprocess, network, resize, "
-        "argmax) in tfprof's convention (`core.flops`: a multiply-add is 2 FLOPs), in billions "
+        "argmax) in tfprof's convention (`core.analysis.flops`: a multiply-add is 2 FLOPs), in billions "
         '(the zoo\'s "B"). Weights are random: speed does not depend on them.',
         "",
         *table(header, rows),
@@ -142,7 +142,7 @@ def exports_table(document: dict) -> list[str]:
     return [
         "## Exported formats",
         "",
-        "`core.exporter.export_model` (what `export.py` runs) at each input size, batch 1; the "
+        "`core.deploy.exporter.export_model` (what `export.py` runs) at each input size, batch 1; the "
         "export time covers all four formats (int8 calibration on 2 synthetic scenes "
         "included). The int8 agreement is the share of pixels whose class equals the float "
         "graph's (random weights: indicative only).",

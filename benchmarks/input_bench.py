@@ -23,7 +23,7 @@ QUICK_RECORD_SIZE = (128, 256)
 def measure_input(results: Results, work_dir: str, quick: bool, warmup: int, batches: int) -> None:
     """Times batches of the demo's training input pipeline."""
     from builders import config_util, dataset_builder, preprocessor_builder
-    from core import latency
+    from core.analysis import latency
     from dataset_tools.create_synthetic_dataset import write_synthetic_dataset
 
     height, width = QUICK_RECORD_SIZE if quick else RECORD_SIZE

@@ -77,7 +77,7 @@ def describe(device_label: str = "") -> dict:
     """The machine description stored with the results."""
     import tensorflow as tf
 
-    from core import latency
+    from core.analysis import latency
 
     try:
         usable = len(os.sched_getaffinity(0))

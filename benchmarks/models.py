@@ -88,7 +88,7 @@ def repo_path(path: str) -> str:
 
 
 def precision_policy(mixed_precision: bool) -> str | None:
-    """The Keras policy of ``--mixed_precision`` (as core.trainer: float16 on GPU, else bf16)."""
+    """The Keras policy of ``--mixed_precision`` (as runners.trainer: float16 on GPU, else bf16)."""
     if not mixed_precision:
         return None
     import tensorflow as tf
@@ -159,7 +159,7 @@ class ModelStore:
             import keras
 
             from builders import model_builder
-            from core import checkpoint_utils
+            from core.checkpoints import checkpoint_utils
 
             config = self.config(key)
             keras.utils.set_random_seed(SEED)
@@ -182,7 +182,7 @@ class ModelStore:
     def _compress(self, spec: ModelSpec) -> None:
         """Writes a random checkpoint of the parent and prunes it with compress.py's library."""
         from builders import config_util
-        from core import checkpoint_utils
+        from core.checkpoints import checkpoint_utils
         from core.pruning import compression
 
         parent = spec.compressed_from

@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from core import checkpoint_utils, flops, latency
+from core.analysis import flops, latency
+from core.checkpoints import checkpoint_utils
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Cells:
   ``train/<case>``: seconds per step (median and IQR of the timed steps after warm-up, the
-    compiled ``tf.function`` step of ``core.train_step``) and images/s, at the demo config and
+    compiled ``tf.function`` step of ``core.training.train_step``) and images/s, at the demo config and
     at 713x713 crops.
   ``memory/train.py`` and ``memory/train_mem_saving.py``: peak memory of the same step without
     and with gradient checkpointing (the only difference between the two scripts), same batch

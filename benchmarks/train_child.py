@@ -1,8 +1,8 @@
 """One training configuration, timed and measured in its own process (run by train_bench).
 
 ``python -m benchmarks.train_child --case '<json>' --output result.json`` builds the model,
-loss and optimizer of a pipeline config with the same builders and ``core.train_step.TrainStep``
-as ``core.trainer`` (which ``train.py`` and ``train_mem_saving.py`` call), feeds it one fixed
+loss and optimizer of a pipeline config with the same builders and ``core.training.train_step.TrainStep``
+as ``runners.trainer`` (which ``train.py`` and ``train_mem_saving.py`` call), feeds it one fixed
 in-memory batch (so the input pipeline is not part of the step time), runs warm-up steps and
 timed steps, and writes the step times and peak memory as JSON. ``mem_saving`` makes the one
 change ``train_mem_saving.py`` makes: the model's default segments (each backbone block and the
@@ -28,7 +28,7 @@ flags.DEFINE_string("output", None, "Where to write the JSON result.")
 
 def _rss_bytes() -> int | None:
     """Current resident set size, or None."""
-    from core.train_progress import proc_status_bytes
+    from core.training.train_progress import proc_status_bytes
 
     return proc_status_bytes("VmRSS")
 
@@ -54,8 +54,8 @@ def build_step(config, batch_size: int, crop: tuple[int, int], mem_saving: bool,
 
     from benchmarks.models import SEED, dtype_policy
     from builders import losses_builder, model_builder, optimizer_builder
-    from core.standard_fields import InputDataFields
-    from core.train_step import TrainStep
+    from core.data.standard_fields import InputDataFields
+    from core.training.train_step import TrainStep
 
     kind = config.model.WhichOneof("model")
     model_config = getattr(config.model, kind)
@@ -109,8 +109,8 @@ def run_case(case: dict) -> dict:
 
     from benchmarks.models import precision_policy, repo_path
     from builders import config_util
-    from core import latency
-    from core.train_progress import peak_rss_bytes
+    from core.analysis import latency
+    from core.training.train_progress import peak_rss_bytes
 
     config = config_util.load_pipeline_config(
         repo_path(case["config_path"]), case.get("config_override"), validate=False

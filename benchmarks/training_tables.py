@@ -37,7 +37,7 @@ def training_table(document: dict) -> list[str]:
     return [
         "## Training step",
         "",
-        f"The compiled training step of `core.train_step` (forward, the config's losses with the "
+        f"The compiled training step of `core.training.train_step` (forward, the config's losses with the "
         f"auxiliary ones, backward, optimizer update) on a fixed in-memory batch, so the input "
         f"pipeline is not included ({steps_text} steps; the first step traces the function). "
         "Each case runs in its own process.",

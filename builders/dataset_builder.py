@@ -1,7 +1,7 @@
 """Builds the ``tf.data`` input pipeline from ``InputReader`` / ``EvalConfig`` protos.
 
 The datasets yield batched dictionaries keyed by
-:class:`core.standard_fields.InputDataFields` (see :mod:`core.input_pipeline`,
+:class:`core.data.standard_fields.InputDataFields` (see :mod:`core.data.input_pipeline`,
 which holds the pipeline itself; this module only reads the configs).
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 import tensorflow as tf
 from absl import logging
 
-from core.input_pipeline import (
+from core.data.input_pipeline import (
     DATASET_TOOLS_HINT,
     PreprocessFn,
     eval_preprocess_fn,
     expand_input_paths,
     make_dataset,
 )
-from core.standard_fields import IGNORE_LABEL
+from core.data.standard_fields import IGNORE_LABEL
 from protos import eval_pb2, input_reader_pb2
 
 # --------------------------------------------------------------------------- builders

@@ -1,10 +1,10 @@
-"""Builds the model's :class:`core.losses.WeightedLoss` from its config."""
+"""Builds the model's :class:`core.training.losses.WeightedLoss` from its config."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.losses import SoftmaxLossConfig, WeightedLoss
+from core.training.losses import SoftmaxLossConfig, WeightedLoss
 from models.outputs import OutputSpec
 from protos import icnet_pb2, pspnet_pb2
 

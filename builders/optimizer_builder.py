@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from absl import logging
 
-from core import learning_schedules
-from core.optimizers import TF1MomentumOptimizer
+from core.training import learning_schedules
+from core.training.optimizers import TF1MomentumOptimizer
 from protos import optimizer_pb2
 
 # TF1 AdamOptimizer's defaults. Keras' epsilon default is 1e-7; the update
@@ -33,7 +33,7 @@ def build_learning_rate(
       field: its path in the config, used in error messages.
 
     Returns:
-      A ``core.learning_schedules`` schedule, called with the update count.
+      A ``core.training.learning_schedules`` schedule, called with the update count.
 
     Raises:
       ValueError: if no schedule is set or a value is out of range.
@@ -78,7 +78,7 @@ def build(
     Args:
       optimizer_config: the ``Optimizer`` message.
       use_tf1_momentum: for ``momentum_optimizer``, use the TF1 update rule
-        (``core.optimizers.TF1MomentumOptimizer``, what the original trained
+        (``core.training.optimizers.TF1MomentumOptimizer``, what the original trained
         with) rather than Keras ``SGD(momentum=...)``, which differs under a
         decaying learning rate.
 

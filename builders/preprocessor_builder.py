@@ -8,7 +8,7 @@ The config lists steps in order, e.g.::
 
 :func:`build` validates every step up front (so a bad config fails before any
 data is read) and returns a callable that applies the steps of
-:mod:`core.preprocessor` in that order.
+:mod:`core.data.preprocessor` in that order.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 from absl import logging
 
-from core import preprocessor
-from core.standard_fields import IGNORE_LABEL
+from core.data import preprocessor
+from core.data.standard_fields import IGNORE_LABEL
 from protos import preprocessor_pb2
 
-# (image, label, seed) -> (image, label); see core.preprocessor for shapes.
+# (image, label, seed) -> (image, label); see core.data.preprocessor for shapes.
 StepFn = Callable[..., tuple[tf.Tensor, tf.Tensor]]
 
 _RESIZE_METHOD_NAMES = {

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from core import file_utils
-from core.standard_fields import CITYSCAPES_PALETTE
+from core.data.standard_fields import CITYSCAPES_PALETTE
 
 IGNORE_COLOUR = (0, 0, 0)
 

@@ -17,7 +17,7 @@ else 255), so cityscapesScripts is not needed. ``--input_pattern`` and
 ``--annot_pattern`` replace the two globs, as in the original tool.
 
 Each record holds the image PNG unchanged, the train-id label as a PNG and the
-original project's feature keys (``core.standard_fields.TfExampleFields``).
+original project's feature keys (``core.data.standard_fields.TfExampleFields``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from core import standard_fields  # noqa: E402
+from core.data import standard_fields  # noqa: E402
 from dataset_tools import tfrecord_utils  # noqa: E402
 from dataset_tools.tfrecord_utils import DataError  # noqa: E402
 

@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from core.standard_fields import IGNORE_LABEL  # noqa: E402
+from core.data.standard_fields import IGNORE_LABEL  # noqa: E402
 from dataset_tools import tfrecord_utils  # noqa: E402
 from dataset_tools.tfrecord_utils import DataError  # noqa: E402
 

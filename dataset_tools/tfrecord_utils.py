@@ -2,7 +2,7 @@
 
 One example holds a PNG/JPEG-encoded RGB image and a PNG-encoded single-channel
 label image, under the original project's feature keys
-(:class:`core.standard_fields.TfExampleFields`).
+(:class:`core.data.standard_fields.TfExampleFields`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from core.standard_fields import TfExampleFields
+from core.data.standard_fields import TfExampleFields
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:

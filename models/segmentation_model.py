@@ -6,7 +6,7 @@ Contract (DESIGN.md rule 4), used by the trainer, evaluator, exporter and pruner
     auxiliary logits are present only when ``training`` is True.
   ``postprocess(logits, output_size)``: int32 class ids [batch, out_h, out_w].
   ``output_specs(training)``: scale and loss-weight field of each output, for the loss code.
-Losses live in ``core/losses.py``.
+Losses live in ``core/training/losses.py``.
 
 ``predict`` deliberately overrides ``keras.Model.predict`` (the batch-inference loop, unused here):
 the contract's name wins. Calling the model (``model(x, training=...)``) is the same as predict.

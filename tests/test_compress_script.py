@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 
 from builders import config_util, model_builder
-from core import checkpoint_utils, latency
+from core.analysis import latency
+from core.checkpoints import checkpoint_utils
 from core.pruning import compression
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import sys
 import tensorflow as tf
 
 from builders import config_util, model_builder
-from core import checkpoint_utils
+from core.checkpoints import checkpoint_utils
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

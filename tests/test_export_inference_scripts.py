@@ -1,7 +1,7 @@
 """export.py and inference.py end to end, and the inference runner on every model format.
 
 The scripts run in subprocesses (their absl flags are process-global); the runner tests call
-the library the scripts call, in process, on the export shared with tests/core/test_exporter.py.
+the library the scripts call, in process, on the export shared with tests/core/deploy/test_exporter.py.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import inference_runner, segmenters
-from core.deploy_graph import ExportError
-from core.inference_runner import InferenceError
-from tests.core.test_exporter import HEIGHT, WIDTH, exported_model, reference_ids
+from core.deploy import inference_runner, segmenters
+from core.deploy.deploy_graph import ExportError
+from core.deploy.inference_runner import InferenceError
+from tests.core.deploy.test_exporter import HEIGHT, WIDTH, exported_model, reference_ids
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_FILES = {

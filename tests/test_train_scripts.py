@@ -10,7 +10,7 @@ import sys
 import pytest
 from absl import flags
 
-from core import train_flags
+from runners import train_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from builders import compressor_builder, config_util, model_builder
-from core import checkpoint_init, checkpoint_utils
+from core.checkpoints import checkpoint_init, checkpoint_utils
 from core.pruning import compression
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

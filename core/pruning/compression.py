@@ -12,7 +12,7 @@ Writes into ``output_dir``:
 
 Latency is the median wall time of one batch-1 float32 forward pass (preprocess + network, eval
 mode) inside a ``tf.function`` with a fixed input signature, placed on the CPU and timed by
-``core/latency.py`` after untimed warm-up runs. It is skipped with ``soft_apply``: zeroed
+``core/analysis/latency.py`` after untimed warm-up runs. It is skipped with ``soft_apply``: zeroed
 channels keep every shape, so both models do the same work.
 """
 
@@ -29,7 +29,9 @@ import tensorflow as tf
 from absl import logging
 
 from builders import compressor_builder, config_util, model_builder
-from core import checkpoint_utils, file_utils, flops, latency
+from core import file_utils
+from core.analysis import flops, latency
+from core.checkpoints import checkpoint_utils
 from core.pruning.pruner import PruneResult
 
 CHECKPOINT_NAME = "pruned_model.ckpt"
@@ -159,7 +161,7 @@ def measure_latency(model, input_size: Sequence[int], runs: int) -> latency.Late
       runs: timed runs after ``LATENCY_WARMUP`` untimed ones (the first one traces).
 
     Returns:
-      The :class:`core.latency.LatencyStats` of the timed runs.
+      The :class:`core.analysis.latency.LatencyStats` of the timed runs.
     """
     height, width = input_size
     signature = [tf.TensorSpec([1, height, width, 3], tf.float32)]

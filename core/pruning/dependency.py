@@ -17,7 +17,7 @@ element, so it must be pruned with a single keep-mask:
 The graph is derived from the model's own structure (its layer objects and the way ``call``
 wires them, which the model code documents), not from a traced TF graph: the pieces that decide
 channel sharing are few and explicit, and each is covered by the exactness tests in
-``tests/core/test_pruning.py``. Prediction convs are consumers only; they are never pruned.
+``tests/core/pruning/test_pruning.py``. Prediction convs are consumers only; they are never pruned.
 A prune config's ``source`` entries can tie two groups into one (:meth:`ChannelGraph.merge`).
 """
 

@@ -5,7 +5,7 @@ alone, exactly as ``compress.py --soft_apply`` would prune them (summed filter L
 ``int(n * r)`` channels kept, the others zeroed in kernel, gamma, beta and moving mean: see
 :mod:`core.pruning.surgery`). The zeroing is done in place on the model's variables, the model is
 scored on the first ``num_examples`` images of the pipeline's eval record (the project's
-:class:`core.evaluator.SegmentationEvaluator`, the same confusion matrix and mIoU as
+:class:`core.evaluation.evaluator.SegmentationEvaluator`, the same confusion matrix and mIoU as
 ``eval.py``), and the original values are assigned back (also when the evaluation raises), so no
 model is rebuilt and the forward pass is traced once.
 
@@ -52,12 +52,13 @@ import tensorflow as tf
 from absl import logging
 
 from builders import compressor_builder, config_util, dataset_builder, model_builder
-from core import checkpoint_utils, file_utils
-from core.evaluator import EvaluationError, SegmentationEvaluator
-from core.losses import resize_logits
+from core import file_utils
+from core.checkpoints import checkpoint_utils
+from core.data.standard_fields import InputDataFields
+from core.evaluation.evaluator import EvaluationError, SegmentationEvaluator
 from core.pruning import surgery
 from core.pruning.dependency import ChannelGraph, build_channel_graph
-from core.standard_fields import InputDataFields
+from core.training.losses import resize_logits
 from models import outputs
 
 GRANULARITIES = ("block", "group")
@@ -209,9 +210,9 @@ def make_units(model, graph: ChannelGraph, granularity: str, prunable: Sequence[
 class MiouScorer:
     """mIoU of a model's *current* variables over an eval dataset, forward pass traced once.
 
-    The forward pass is :class:`core.evaluator.EvalRunner`'s (eval-mode logits resized to the
+    The forward pass is :class:`core.evaluation.evaluator.EvalRunner`'s (eval-mode logits resized to the
     padded input if smaller, cropped to the original size, argmax); the scores come from
-    :class:`~core.evaluator.SegmentationEvaluator`.
+    :class:`~core.evaluation.evaluator.SegmentationEvaluator`.
 
     Args:
       model: a built ``SegmentationModel``.

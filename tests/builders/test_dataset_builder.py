@@ -11,8 +11,8 @@ from google.protobuf import text_format
 from PIL import Image
 
 from builders import dataset_builder, preprocessor_builder
-from core import input_pipeline
-from core.standard_fields import InputDataFields as Fields
+from core.data import input_pipeline
+from core.data.standard_fields import InputDataFields as Fields
 from dataset_tools import tfrecord_utils
 from protos import eval_pb2, input_reader_pb2, train_pb2
 

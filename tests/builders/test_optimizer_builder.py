@@ -7,8 +7,8 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 from builders import optimizer_builder
-from core.learning_schedules import ConstantLearningRate, ExponentialDecay, PolynomialDecay
-from core.optimizers import TF1MomentumOptimizer
+from core.training.learning_schedules import ConstantLearningRate, ExponentialDecay, PolynomialDecay
+from core.training.optimizers import TF1MomentumOptimizer
 from protos import optimizer_pb2
 
 

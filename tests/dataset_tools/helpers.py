@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from core.standard_fields import TfExampleFields
+from core.data.standard_fields import TfExampleFields
 from dataset_tools import tfrecord_utils
 
 

@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from core import demo, segmenters
+from core.deploy import segmenters
+from runners import demo
 
 TINY = dict(
     num_train=6,
