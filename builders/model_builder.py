@@ -6,7 +6,28 @@ from collections.abc import Mapping
 
 from builders import hyperparams_builder
 from models import ICNet, PSPNet, SegmentationModel
-from protos import model_pb2
+from protos import model_pb2, pipeline_pb2
+
+
+def model_config(config: pipeline_pb2.PipelineConfig | model_pb2.FastSegmentationModel):
+    """The config's model message (``model.icnet``, ``model.pspnet``, ...): the one accessor.
+
+    Args:
+      config: a ``PipelineConfig`` or its ``model`` (a ``FastSegmentationModel``).
+
+    Returns:
+      ``(kind, message)``: the oneof's field name and the chosen model message.
+
+    Raises:
+      ValueError: the config sets no model.
+    """
+    model = config.model if isinstance(config, pipeline_pb2.PipelineConfig) else config
+    kind = model.WhichOneof("model")
+    if kind is None:
+        raise ValueError(
+            "the config has no model: add model { icnet { ... } } or model { pspnet { ... } }."
+        )
+    return kind, getattr(model, kind)
 
 
 def build(

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from core.analysis import flops
 from models import ICNet, PSPNet
+from tests.snippets import REPO_ROOT
 
 
 def _graph(fn, shape):
@@ -106,7 +107,7 @@ def test_our_dilation_rates_give_fewer_flops():
 
 
 def test_cli_prints_the_report(tiny_config_path):
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = REPO_ROOT
     result = subprocess.run(
         [sys.executable, "-m", "core.analysis.flops", f"--config_path={tiny_config_path}"]
         + ["--input_size=97,129"],

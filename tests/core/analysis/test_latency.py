@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from core.analysis import latency
+from tests.snippets import REPO_ROOT
 
 
 def test_summarize_matches_numpy_percentiles():
@@ -34,7 +35,6 @@ def test_measure_rejects_no_runs():
 
 def test_peak_rss_of_a_child_is_its_own_not_its_parents():
     """getrusage's ru_maxrss would report at least the parent's peak in a forked child."""
-    import os
     import subprocess
     import sys
 
@@ -44,7 +44,7 @@ def test_peak_rss_of_a_child_is_its_own_not_its_parents():
     parent = train_progress.peak_rss_bytes()
     current = train_progress.proc_status_bytes("VmRSS")
     code = "from core.training.train_progress import peak_rss_bytes; print(peak_rss_bytes())"
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = REPO_ROOT
     child = int(subprocess.check_output([sys.executable, "-c", code], cwd=root, text=True))
     del block
     assert current is None or parent >= current

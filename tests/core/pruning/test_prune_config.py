@@ -19,8 +19,9 @@ from core.pruning import FilterPruner
 from core.pruning.pruner import NodeSpec
 from models import ICNet
 from protos import compressor_pb2
+from tests.snippets import REPO_ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = REPO_ROOT
 RESNET = "SharedFeatureExtractor/resnet_v1_50"
 UNIT1 = f"{RESNET}/block1/unit_1/bottleneck_v1"
 UNIT2 = f"{RESNET}/block1/unit_2/bottleneck_v1"

@@ -24,8 +24,9 @@ from core.pruning import sensitivity
 from models import ICNet
 from runners import eval_loop
 from tests.conftest import TINY_CONFIG
+from tests.snippets import REPO_ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = REPO_ROOT
 RESNET = "SharedFeatureExtractor/resnet_v1_50"
 ICNET_BLOCKS = [
     "stem",

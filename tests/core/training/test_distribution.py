@@ -18,8 +18,9 @@ import pytest
 
 from core.training import distribution
 from tests.conftest import TINY_CONFIG
+from tests.snippets import REPO_ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = REPO_ROOT
 TIMEOUT_S = 300
 
 MIRRORED_SCRIPT = textwrap.dedent(
