@@ -1,21 +1,24 @@
 """Colouring segmentation maps and composing overlays, in numpy.
 
-Class ids are coloured with the official Cityscapes palette (train-id order);
-ids outside the palette, the ignore label included, are drawn black.
+Class ids are coloured with a palette: one RGB colour per class id, by default the official
+Cityscapes palette (train-id order); pass a dataset's ``DatasetMetadata.palette`` for others.
+Ids outside the palette, the ignore label included, are drawn black.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from core import file_utils
-from core.data.standard_fields import CITYSCAPES_PALETTE
+from core.datasets.cityscapes import CITYSCAPES_PALETTE
 
 IGNORE_COLOUR = (0, 0, 0)
 
 
-def palette_lut(palette=CITYSCAPES_PALETTE) -> np.ndarray:
+def palette_lut(palette: Sequence[Sequence[int]] = CITYSCAPES_PALETTE) -> np.ndarray:
     """A ``[256, 3]`` uint8 lookup table: class id -> RGB; unknown ids are black."""
     table = np.zeros((256, 3), dtype=np.uint8)
     table[:] = IGNORE_COLOUR
@@ -26,12 +29,15 @@ def palette_lut(palette=CITYSCAPES_PALETTE) -> np.ndarray:
 _LUT = palette_lut()
 
 
-def colorize(labels: np.ndarray, palette=CITYSCAPES_PALETTE) -> np.ndarray:
+def colorize(
+    labels: np.ndarray, palette: Sequence[Sequence[int]] = CITYSCAPES_PALETTE
+) -> np.ndarray:
     """Colours a class-id map.
 
     Args:
       labels: integer class ids, ``[height, width]`` or ``[height, width, 1]``,
         values in [0, 255].
+      palette: one RGB colour per class id.
 
     Returns:
       ``[height, width, 3]`` uint8 RGB.
@@ -47,19 +53,25 @@ def colorize(labels: np.ndarray, palette=CITYSCAPES_PALETTE) -> np.ndarray:
     return table[labels.astype(np.uint8)]
 
 
-def blend(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def blend(
+    image: np.ndarray,
+    labels: np.ndarray,
+    alpha: float = 0.5,
+    palette: Sequence[Sequence[int]] = CITYSCAPES_PALETTE,
+) -> np.ndarray:
     """Blends the coloured labels over an RGB image.
 
     Args:
       image: ``[height, width, 3]`` RGB, values in [0, 255].
       labels: ``[height, width]`` class ids of the same size.
       alpha: weight of the label colours, in [0, 1].
+      palette: one RGB colour per class id.
 
     Returns:
       ``[height, width, 3]`` uint8 RGB.
     """
     image = np.asarray(image)
-    colours = colorize(labels)
+    colours = colorize(labels, palette)
     if image.shape[:2] != colours.shape[:2]:
         raise ValueError(
             f"image size {image.shape[:2]} differs from label size {colours.shape[:2]}"
@@ -70,8 +82,13 @@ def blend(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarr
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
-def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
-    """Concatenates same-height RGB panels left to right with white gaps."""
+def side_by_side(
+    *panels: np.ndarray, gap: int = 4, palette: Sequence[Sequence[int]] = CITYSCAPES_PALETTE
+) -> np.ndarray:
+    """Concatenates same-height RGB panels left to right with white gaps.
+
+    Panels that are ``[height, width]`` class-id maps are coloured with ``palette``.
+    """
     if not panels:
         raise ValueError("side_by_side needs at least one panel")
     height = panels[0].shape[0]
@@ -79,7 +96,7 @@ def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
     for index, panel in enumerate(panels):
         panel = np.asarray(panel)
         if panel.ndim == 2:
-            panel = colorize(panel)
+            panel = colorize(panel, palette)
         if panel.shape[0] != height:
             raise ValueError(f"panel {index} has height {panel.shape[0]}, expected {height}")
         if index:

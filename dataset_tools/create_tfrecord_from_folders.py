@@ -21,7 +21,8 @@ Colour-coded RGB labels are refused. 255 is the ignore label.
 ``--label_map`` remaps raw label values to class ids. It is a JSON object
 (``{"0": 0, "7": 1, "255": 255}``) or a text file of ``raw class`` lines
 (``raw: class``, ``raw,class`` and ``raw -> class`` also work; ``#`` starts a
-comment). Raw 255 maps to 255 unless the map says otherwise. Raw values the map
+comment); the same file may name and colour the classes for a config's
+``dataset { label_map_path }`` (formats: ``core/datasets/label_map.py``, docs/datasets.md). Raw 255 maps to 255 unless the map says otherwise. Raw values the map
 does not list are an error by default; ``--unmapped_label=ignore`` maps them to
 255 instead.
 
@@ -35,9 +36,7 @@ to RGB and stored as PNG. EXIF orientation is not applied, by PIL or by
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -49,6 +48,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from core.data.standard_fields import IGNORE_LABEL  # noqa: E402
+from core.datasets import label_map as label_map_files  # noqa: E402
 from dataset_tools import tfrecord_utils  # noqa: E402
 from dataset_tools.tfrecord_utils import DataError  # noqa: E402
 
@@ -56,7 +56,6 @@ DEFAULT_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABEL_EXTENSION = ".png"
 UNMAPPED_POLICIES = ("error", "ignore")
 _UNMAPPED = -1
-_TEXT_LINE = re.compile(r"^\s*(-?\d+)\s*(?:->|[:,=]|\s)\s*(-?\d+)\s*$")
 
 
 def _walk(directory: str) -> Iterator[tuple[str, str]]:
@@ -141,6 +140,9 @@ def find_folder_pairs(
 def load_label_map(path: str) -> dict[int, int]:
     """Reads a raw label value -> class id map from a JSON or text file.
 
+    The formats (and the class names and colours they may also hold, for a config's
+    ``dataset { label_map_path }``) are :mod:`core.datasets.label_map`'s.
+
     Returns:
       ``{raw: class}`` with both in 0..255.
 
@@ -151,43 +153,10 @@ def load_label_map(path: str) -> dict[int, int]:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--label_map {path} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    entries: list[tuple[int, int, str]] = []
-    if path.lower().endswith(".json") or text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}: not valid JSON ({error})") from error
-        if not isinstance(data, dict):
-            raise DataError(f'{path}: expected a JSON object {{"raw": class, ...}}')
-        for raw, value in data.items():
-            try:
-                entries.append((int(raw), int(value), f"entry {raw!r}"))
-            except (TypeError, ValueError) as error:
-                raise DataError(
-                    f"{path}: entry {raw!r}: {value!r} is not an integer pair"
-                ) from error
-    else:
-        for number, line in enumerate(text.splitlines(), start=1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            match = _TEXT_LINE.match(line)
-            if match is None:
-                raise DataError(f"{path}:{number}: expected 'raw_value class_id', got {line!r}")
-            entries.append((int(match.group(1)), int(match.group(2)), f"line {number}"))
-
-    label_map: dict[int, int] = {}
-    for raw, value, where in entries:
-        if not (0 <= raw <= 255 and 0 <= value <= 255):
-            raise DataError(f"{path}: {where}: {raw} -> {value}; both must be in 0..255")
-        if raw in label_map:
-            raise DataError(f"{path}: {where}: raw value {raw} is mapped twice")
-        label_map[raw] = value
-    if not label_map:
-        raise DataError(f"{path}: the label map is empty")
-    return label_map
+    try:
+        return dict(label_map_files.load_label_map(path).mapping)
+    except label_map_files.LabelMapError as error:
+        raise DataError(str(error)) from None
 
 
 def build_lookup_table(label_map: Mapping[int, int] | None) -> np.ndarray:

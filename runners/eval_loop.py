@@ -16,14 +16,20 @@ from typing import Any
 import tensorflow as tf
 from absl import logging
 
-from builders import config_util, dataset_builder, losses_builder, model_builder
+from builders import (
+    config_util,
+    dataset_builder,
+    dataset_metadata_builder,
+    losses_builder,
+    model_builder,
+)
 from core.checkpoints import checkpoint_utils
 from core.checkpoints.checkpoint_utils import CheckpointError
 from core.evaluation.evaluator import EvalOptions, EvalRunner
 
 
 def build_eval_runner(config, options: EvalOptions | None = None) -> EvalRunner:
-    """Builds the model, the evaluation dataset and the loss from a ``PipelineConfig``.
+    """Builds the model, the evaluation dataset, the loss and the dataset metadata from a config.
 
     Raises:
       ConfigError: the config has no ``eval_input_reader``.
@@ -46,9 +52,9 @@ def build_eval_runner(config, options: EvalOptions | None = None) -> EvalRunner:
             "image; to write predictions for the official evaluation use padded_eval_input "
             "(or no eval_input_type)."
         )
-    kind = config.model.WhichOneof("model")
+    _, model_config = model_builder.model_config(config)
+    metadata = dataset_metadata_builder.build(config)  # fails on a bad dataset before building
     model = model_builder.build(config.model)
-    model_config = getattr(config.model, kind)
     # Eval mode yields only the main output, so the loss holds only its weight.
     loss = losses_builder.build(model_config, model.output_specs(training=False))
     dataset = dataset_builder.build_eval_dataset(config.eval_input_reader, eval_config)
@@ -62,6 +68,7 @@ def build_eval_runner(config, options: EvalOptions | None = None) -> EvalRunner:
         num_examples=num_examples,
         loss_config=loss.config,
         options=options,
+        metadata=metadata,
     )
 
 

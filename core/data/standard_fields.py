@@ -11,6 +11,14 @@ Two families of keys live here:
 
 from __future__ import annotations
 
+# The Cityscapes constants live with the dataset (core.datasets.cityscapes); these names stay
+# importable from here for existing callers.
+from core.datasets.cityscapes import (
+    CITYSCAPES_CLASS_NAMES,
+    CITYSCAPES_PALETTE,
+    CITYSCAPES_TRAIN_ID_TO_LABEL_ID,
+)
+
 
 class TfExampleFields:
     """Feature keys of a segmentation ``tf.train.Example``."""
@@ -45,53 +53,13 @@ class InputDataFields:
     original_width = "input_image_width"
 
 
-# Cityscapes train ids: the 19 evaluated classes, in train-id order.
-CITYSCAPES_CLASS_NAMES = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
-
-# labelId of each train id (cityscapesScripts helpers/labels.py).
-CITYSCAPES_TRAIN_ID_TO_LABEL_ID = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)  # fmt: skip
-
-# Official Cityscapes colours (cityscapesScripts helpers/labels.py), train-id order.
-CITYSCAPES_PALETTE = (
-    (128, 64, 128),
-    (244, 35, 232),
-    (70, 70, 70),
-    (102, 102, 156),
-    (190, 153, 153),
-    (153, 153, 153),
-    (250, 170, 30),
-    (220, 220, 0),
-    (107, 142, 35),
-    (152, 251, 152),
-    (70, 130, 180),
-    (220, 20, 60),
-    (255, 0, 0),
-    (0, 0, 142),
-    (0, 0, 70),
-    (0, 60, 100),
-    (0, 80, 100),
-    (0, 0, 230),
-    (119, 11, 32),
-)
+__all__ = [
+    "CITYSCAPES_CLASS_NAMES",
+    "CITYSCAPES_PALETTE",
+    "CITYSCAPES_TRAIN_ID_TO_LABEL_ID",
+    "IGNORE_LABEL",
+    "InputDataFields",
+    "TfExampleFields",
+]
 
 IGNORE_LABEL = 255

@@ -4,15 +4,19 @@ Outputs, per input (names keep the input's relative path and stem):
 
   default          ``<stem>.png``: the image and its coloured segmentation side by side
                    (``overlay="blend"``: the colours blended over the image);
-  ``label_ids``    ``<stem>.png``: a one-channel map of Cityscapes label ids (train id 0 -> 7,
-                   13 -> 26, ...) when the model has the 19 Cityscapes classes, else of the
-                   model's class ids;
+  ``label_ids``    ``<stem>.png``: a one-channel map of the dataset's official label ids
+                   (Cityscapes: train id 0 -> 7, 13 -> 26, ...) when its metadata has them,
+                   else of the model's class ids;
   video            ``<stem>.mp4`` (MPEG-4) of overlay frames, or with ``label_ids`` a folder
                    ``<stem>/`` of per-frame label PNGs (``000000.png``, ...).
 
 Latency: ``warmup`` network runs on a blank image first (graph tracing, allocations), then the
 network time of every image or frame is recorded (resizing and file I/O excluded, as the
 original timed only ``sess.run``) and summarised as median and 90th percentile.
+
+Colours and label ids come from the dataset's :class:`core.datasets.DatasetMetadata` (the
+config's ``dataset`` field); without one, :func:`core.datasets.default_metadata` of the model's
+class count, and the Cityscapes palette when even that is unknown.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from absl import logging
 from PIL import Image
 
 from core import visualization
-from core.data.standard_fields import CITYSCAPES_TRAIN_ID_TO_LABEL_ID
+from core.datasets import DatasetMetadata, default_metadata
+from core.datasets.cityscapes import CITYSCAPES_PALETTE
 from core.deploy.segmenters import Segmenter
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -74,16 +79,21 @@ class InferenceReport:
         )
 
 
-def label_id_table(num_classes: int | None) -> np.ndarray | None:
-    """A [256] uint8 lookup train id -> Cityscapes label id, or None to keep the model's ids.
+def label_id_table(
+    num_classes: int | None, metadata: DatasetMetadata | None = None
+) -> np.ndarray | None:
+    """A [256] uint8 lookup class id -> official label id, or None to keep the model's ids.
 
-    Only a 19-class model is taken to be trained on Cityscapes train ids.
+    Args:
+      num_classes: the model's class count, when known.
+      metadata: the dataset; None uses :func:`core.datasets.default_metadata` of
+        ``num_classes`` (Cityscapes for 19 classes, no label ids otherwise).
     """
-    if num_classes != len(CITYSCAPES_TRAIN_ID_TO_LABEL_ID):
-        return None
-    table = np.arange(256, dtype=np.uint8)
-    table[: len(CITYSCAPES_TRAIN_ID_TO_LABEL_ID)] = CITYSCAPES_TRAIN_ID_TO_LABEL_ID
-    return table
+    if metadata is None:
+        if num_classes is None:
+            return None
+        metadata = default_metadata(num_classes)
+    return metadata.label_id_lut()
 
 
 def find_inputs(input_path: str) -> list[tuple[str, str]]:
@@ -134,6 +144,7 @@ def render(
     label_table: np.ndarray | None = None,
     label_ids: bool = False,
     alpha: float = 0.5,
+    palette: Sequence[Sequence[int]] = CITYSCAPES_PALETTE,
 ) -> np.ndarray:
     """The output picture of one image.
 
@@ -144,6 +155,7 @@ def render(
       label_table: train id -> label id lookup for ``label_ids`` (None: ids unchanged).
       label_ids: return the one-channel id map instead of a picture.
       alpha: colour weight of the blend.
+      palette: one RGB colour per class id.
 
     Returns:
       uint8 [height, width] ids, or RGB [height, width(, x2 + gap), 3].
@@ -156,8 +168,8 @@ def render(
         if colours_out:
             mixed = Image.blend(Image.fromarray(image), Image.fromarray(prediction), alpha)
             return np.asarray(mixed)
-        return visualization.blend(image, prediction, alpha)
-    return visualization.side_by_side(image, prediction)  # it colours an id map itself
+        return visualization.blend(image, prediction, alpha, palette)
+    return visualization.side_by_side(image, prediction, palette=palette)  # colours id maps
 
 
 def _check_output(source: str, target: str) -> None:
@@ -223,6 +235,7 @@ def run_inference(
     label_ids: bool = False,
     warmup: int = 2,
     alpha: float = 0.5,
+    metadata: DatasetMetadata | None = None,
 ) -> InferenceReport:
     """Segments every input under ``input_path`` and writes the results to ``output_dir``.
 
@@ -234,6 +247,8 @@ def run_inference(
       label_ids: write label-id PNGs instead of pictures.
       warmup: untimed network runs before timing, >= 0.
       alpha: colour weight of the blend.
+      metadata: the dataset (palette, label ids); None: the default of the model's class
+        count (see the module docstring).
 
     Returns:
       An :class:`InferenceReport`.
@@ -251,18 +266,27 @@ def run_inference(
             "--output_colours); re-export without it or drop --label_ids."
         )
     inputs = find_inputs(input_path)
-    table = label_id_table(segmenter.num_classes) if label_ids else None
+    if metadata is None and segmenter.num_classes:
+        metadata = default_metadata(segmenter.num_classes)
+    if metadata is not None and segmenter.num_classes not in (None, metadata.num_classes):
+        raise InferenceError(
+            f"the model has {segmenter.num_classes} classes but dataset {metadata.name!r} has "
+            f"{metadata.num_classes}; use the config the model was trained with."
+        )
+    palette = metadata.palette if metadata is not None else CITYSCAPES_PALETTE
+    table = label_id_table(segmenter.num_classes, metadata) if label_ids else None
     if label_ids and table is None:
         logging.warning(
-            "--label_ids: the model has %s classes, not the 19 Cityscapes train ids; writing "
-            "its class ids unchanged.",
-            segmenter.num_classes or "an unknown number of",
+            "--label_ids: dataset %s has no official label ids; writing the class ids unchanged.",
+            repr(metadata.name) if metadata is not None else "(unknown: no config)",
         )
     blank = np.zeros((1, *segmenter.input_size, 3), np.uint8)
     for _ in range(warmup):
         segmenter.run(blank)
     report = InferenceReport()
-    options = dict(overlay=overlay, label_table=table, label_ids=label_ids, alpha=alpha)
+    options = dict(
+        overlay=overlay, label_table=table, label_ids=label_ids, alpha=alpha, palette=palette
+    )
     for source, relative in inputs:
         stem = os.path.splitext(os.path.join(output_dir, relative))[0]
         if source.lower().endswith(VIDEO_EXTENSIONS):

@@ -16,21 +16,23 @@ lets a prediction be traced back to its image. All files go flat into one
 folder; two images with the same base name would match the same ground truth,
 so that is an error rather than a silent overwrite.
 
-For models with another number of classes than Cityscapes' 19 there is no
-label-id mapping; the class ids are then written unchanged (see
-:class:`PredictionWriter`).
+For datasets without official label ids (``DatasetMetadata.label_ids`` is None) the class ids
+are written unchanged (see :class:`PredictionWriter`). The writer is an evaluator of
+:func:`core.evaluation.inference.inference_on_dataset`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from absl import logging
 
-from core.data.standard_fields import CITYSCAPES_TRAIN_ID_TO_LABEL_ID
+from core.datasets.cityscapes import CITYSCAPES_TRAIN_ID_TO_LABEL_ID
+from core.evaluation.inference import CLASSES, DatasetEvaluator, crop_examples
 from core.visualization import save_png
 
 # What the official script matches a prediction on: <city>_<6-digit seq>_<6-digit frame>.
@@ -94,14 +96,17 @@ def train_ids_to_label_ids(
     return table[class_ids.astype(np.int64)]
 
 
-class PredictionWriter:
+class PredictionWriter(DatasetEvaluator):
     """Writes one single-channel PNG per image into a folder, named for the official script.
+
+    As an evaluator, :meth:`process` writes every image of a batch (cropped to its original
+    size) and :meth:`evaluate` returns ``{"predictions_dir": output_dir}``.
 
     With ``label_ids`` (Cityscapes' mapping, the default) the PNGs hold label
     ids, ready for ``csEvalPixelLevelSemanticLabeling`` with
     ``CITYSCAPES_RESULTS=<output_dir>`` or for zipping to the benchmark server.
     With ``label_ids=None`` they hold the class (train) ids unchanged, for
-    datasets other than Cityscapes.
+    datasets without official ids; pass ``DatasetMetadata.label_ids``.
 
     Args:
       output_dir: the folder to write into (created if needed). Files of an
@@ -128,6 +133,19 @@ class PredictionWriter:
     def num_written(self) -> int:
         """Number of PNGs written since the last :meth:`reset`."""
         return len(self._written)
+
+    def process(self, batch: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:
+        """Writes the prediction of every image of the batch, cropped to its original size.
+
+        Args:
+          batch: the input dict (``label_mask``, original sizes, ``input_image_path``).
+          outputs: the forward outputs; ``classes`` int ``[batch, h, w]``.
+        """
+        for path, _, classes in crop_examples(batch, outputs[CLASSES]):
+            self.write(path, classes)
+
+    def evaluate(self) -> dict[str, Any]:
+        return {"predictions_dir": self.output_dir}
 
     def write(self, image_path: str | bytes, class_ids: np.ndarray) -> str:
         """Writes the prediction of one image.

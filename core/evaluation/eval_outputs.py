@@ -32,10 +32,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from core.data.standard_fields import CITYSCAPES_PALETTE
 from core.evaluation import metrics
 from core.training import summaries
-from core.visualization import colorize
 
 LATEST_JSON = "metrics_latest.json"
 
@@ -88,25 +86,6 @@ def log_results(result: Mapping[str, Any], extras: Mapping[str, Any]) -> None:
         extras["validation_loss"],
         extras["seconds_per_image"],
     )
-
-
-def colour_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Colours a class-id map for display: the Cityscapes palette, or grey levels.
-
-    Args:
-      labels: integer ``[height, width]`` class ids; ids ``>= num_classes``
-        (the ignore label) are drawn black.
-      num_classes: number of classes; above the palette's 19, classes are
-        drawn as grey levels ``id * (255 // num_classes)`` like the original.
-
-    Returns:
-      uint8 ``[height, width, 3]``.
-    """
-    labels = np.asarray(labels)
-    if num_classes <= len(CITYSCAPES_PALETTE):
-        return colorize(np.where(labels < num_classes, labels, 255))
-    grey = np.where(labels < num_classes, labels * (255 // num_classes), 0).astype(np.uint8)
-    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def _scalar(tag: str, value: float | None, step: int) -> None:
