@@ -5,7 +5,7 @@ Example (Cityscapes, as the original):
       --trained_checkpoint train_dir/model.ckpt-100000 --output_dir exported \
       --input_shape 1024,2048,3 --pad_to_shape 1025,2049
 
-See core/deploy/exporter.py for the files written. Height and width of --input_shape must be known:
+See core/deploy/exporter.py for the files written (runners/export.py does the work). Height and width of --input_shape must be known:
 the pyramid pooling sizes its kernels when the graph is built.
 """
 
@@ -19,6 +19,7 @@ from builders.config_util import ConfigError
 from core.checkpoints.checkpoint_utils import CheckpointError
 from core.deploy import exporter
 from core.deploy.tflite_export import TFLiteConversionError
+from runners.export import export_inference_graph
 
 flags.DEFINE_list(
     "input_shape",
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-        result = exporter.export_inference_graph(
+        result = export_inference_graph(
             config_path=FLAGS.config_path,
             trained_checkpoint=FLAGS.trained_checkpoint,
             output_dir=FLAGS.output_dir,

@@ -19,11 +19,12 @@ import sys
 
 from absl import app, flags
 
+from builders import dataset_metadata_builder
 from builders.config_util import ConfigError
 from core.checkpoints.checkpoint_utils import CheckpointError
 from core.deploy import inference_runner
 from core.deploy.deploy_graph import ExportError
-from core.deploy.segmenters import load_segmenter
+from runners.inference import load_segmenter
 
 flags.DEFINE_string("input_path", None, "An image, a video, or a folder of .jpg/.jpeg/.png.")
 flags.DEFINE_list(
@@ -38,7 +39,9 @@ flags.DEFINE_string(
     "model_path", None, "Exported model instead of a checkpoint: .pb, saved_model dir or .tflite."
 )
 flags.DEFINE_string("output_dir", "./", "Where the results are written.")
-flags.DEFINE_bool("label_ids", False, "Write Cityscapes label-id PNGs instead of overlays.")
+flags.DEFINE_bool(
+    "label_ids", False, "Write label-id PNGs (the dataset's official ids) instead of overlays."
+)
 flags.DEFINE_enum(
     "overlay", "side_by_side", list(inference_runner.OVERLAYS), "How overlays are drawn."
 )
@@ -71,6 +74,7 @@ def main(argv: list[str]) -> None:
             overlay=FLAGS.overlay,
             label_ids=FLAGS.label_ids,
             warmup=FLAGS.warmup,
+            metadata=dataset_metadata_builder.build_for_model(FLAGS.config_path, FLAGS.model_path),
         )
     except (ConfigError, CheckpointError, ExportError, inference_runner.InferenceError) as error:
         sys.exit(f"error: {error}")  # a clear message, not the whole flag help

@@ -23,6 +23,7 @@ QUICK_RECORD_SIZE = (128, 256)
 def measure_input(results: Results, work_dir: str, quick: bool, warmup: int, batches: int) -> None:
     """Times batches of the demo's training input pipeline."""
     from builders import config_util, dataset_builder, preprocessor_builder
+    from builders.model_builder import model_config
     from core.analysis import latency
     from dataset_tools.create_synthetic_dataset import write_synthetic_dataset
 
@@ -35,7 +36,7 @@ def measure_input(results: Results, work_dir: str, quick: bool, warmup: int, bat
         f'train_input_reader {{ tf_record_input_reader {{ input_path: "{paths["train"]}" }} }}'
     )
     config = config_util.load_pipeline_config(repo_path(DEMO_CONFIG), override, validate=False)
-    ignore_label = config.model.icnet.loss.ignore_label
+    ignore_label = model_config(config)[1].loss.ignore_label
     preprocess = preprocessor_builder.build(config.train_config.preprocessor_step, ignore_label)
     batch_size = config.train_config.batch_size
     dataset = dataset_builder.build(

@@ -6,9 +6,12 @@ The config lists steps in order, e.g.::
     preprocessor_step { random_image_crop { crop_height: 713 crop_width: 713 } }
     preprocessor_step { random_horizontal_flip {} }
 
-:func:`build` validates every step up front (so a bad config fails before any
-data is read) and returns a callable that applies the steps of
-:mod:`core.data.preprocessor` in that order.
+:func:`build` returns a callable that applies the steps of
+:mod:`core.data.preprocessor` in that order. The rules a step must satisfy are
+written once, in :mod:`builders.config_validation`; ``load_pipeline_config``
+reports a broken step there with its file and line, before anything is built.
+:func:`build` runs the same rules on its steps, so steps that did not come
+through a loaded config fail before any data is read.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 from absl import logging
 
+from builders import config_validation
+from builders.config_errors import ConfigError
 from core.data import preprocessor
 from core.data.standard_fields import IGNORE_LABEL
 from protos import preprocessor_pb2
@@ -32,16 +37,9 @@ _RESIZE_METHOD_NAMES = {
     preprocessor_pb2.BICUBIC: "bicubic",
 }
 
-_STEP_NAMES = tuple(
-    field.name
-    for field in preprocessor_pb2.PreprocessingStep.DESCRIPTOR.oneofs_by_name[
-        "preprocessing_step"
-    ].fields
-)
 
-
-class PreprocessorConfigError(ValueError):
-    """A ``preprocessor_step`` entry of the config is invalid."""
+class PreprocessorConfigError(ConfigError):
+    """A ``preprocessor_step`` entry is invalid (a ``ConfigError``, so a ``ValueError``)."""
 
 
 class Preprocessor:
@@ -77,50 +75,22 @@ class Preprocessor:
         return f"Preprocessor({', '.join(self.step_names)})"
 
 
-def _require_positive(index: int, step_name: str, field: str, value: float) -> None:
-    if not value > 0:
-        raise PreprocessorConfigError(
-            f"preprocessor_step[{index}].{step_name}.{field} must be > 0, got {value}. "
-            f"Set it to a positive value in the config."
-        )
-
-
-def _require_set(index: int, step_name: str, message, field: str) -> None:
-    if not message.HasField(field):
-        raise PreprocessorConfigError(
-            f"preprocessor_step[{index}].{step_name}.{field} is not set; it is required."
-        )
-
-
-def _check_channel_dims(index: int, step_name: str, message) -> None:
-    # The decoder always yields 3-channel images and 1-channel labels; the
-    # fields exist for compatibility with the original's configs.
-    if message.images_channel_dim != 3 or message.labels_channel_dim != 1:
-        raise PreprocessorConfigError(
-            f"preprocessor_step[{index}].{step_name}: images_channel_dim/labels_channel_dim "
-            f"must be 3/1 (RGB images, single-channel labels), got "
-            f"{message.images_channel_dim}/{message.labels_channel_dim}."
-        )
-
-
 def _build_step(index: int, step: preprocessor_pb2.PreprocessingStep, ignore_label: int) -> StepFn:
-    """Validates one step and returns its ``(image, label, seed)`` function."""
-    name = step.WhichOneof("preprocessing_step")
-    if name is None:
+    """Checks one step against the config rules and returns its ``(image, label, seed)`` function."""
+    # The rules live in config_validation (which also reports them with file:line
+    # when a config is loaded); steps built without a loaded config get the same check.
+    problems = config_validation.preprocessing_step_problems(step)
+    if problems:
         raise PreprocessorConfigError(
-            f"preprocessor_step[{index}] sets no step; set exactly one of: "
-            f"{', '.join(_STEP_NAMES)}."
+            "\n".join(
+                f"preprocessor_step[{index}]{'.' + field if field else ''} {reason}"
+                for field, reason in problems
+            )
         )
+    name = step.WhichOneof("preprocessing_step")
     config = getattr(step, name)
 
     if name == "random_image_scale":
-        _require_positive(index, name, "min_scale_ratio", config.min_scale_ratio)
-        _require_positive(index, name, "max_scale_ratio", config.max_scale_ratio)
-        if config.min_scale_ratio > config.max_scale_ratio:
-            raise PreprocessorConfigError(
-                f"preprocessor_step[{index}].{name}: min_scale_ratio ({config.min_scale_ratio}) "
-                f"must be <= max_scale_ratio ({config.max_scale_ratio})."
-            )
         return functools.partial(
             _call_random,
             preprocessor.random_image_scale,
@@ -129,10 +99,6 @@ def _build_step(index: int, step: preprocessor_pb2.PreprocessingStep, ignore_lab
         )
 
     if name == "random_image_crop":
-        for field in ("crop_height", "crop_width"):
-            _require_set(index, name, config, field)
-            _require_positive(index, name, field, getattr(config, field))
-        _check_channel_dims(index, name, config)
         if config.HasField("int_seed"):
             logging.info(
                 "preprocessor_step[%d].random_image_crop.int_seed is ignored; the crop offset "
@@ -151,10 +117,6 @@ def _build_step(index: int, step: preprocessor_pb2.PreprocessingStep, ignore_lab
         return functools.partial(_call_random, preprocessor.random_horizontal_flip)
 
     if name == "set_fixed_image_size":
-        for field in ("fixed_height", "fixed_width"):
-            _require_set(index, name, config, field)
-            _require_positive(index, name, field, getattr(config, field))
-        _check_channel_dims(index, name, config)
         return functools.partial(
             _call_deterministic,
             preprocessor.set_fixed_image_size,
@@ -163,13 +125,6 @@ def _build_step(index: int, step: preprocessor_pb2.PreprocessingStep, ignore_lab
         )
 
     if name == "aspect_ratio_image_resize":
-        _require_positive(index, name, "min_dimension", config.min_dimension)
-        _require_positive(index, name, "max_dimension", config.max_dimension)
-        if config.min_dimension > config.max_dimension:
-            raise PreprocessorConfigError(
-                f"preprocessor_step[{index}].{name}: min_dimension ({config.min_dimension}) "
-                f"must be <= max_dimension ({config.max_dimension})."
-            )
         return functools.partial(
             _call_deterministic,
             preprocessor.aspect_ratio_image_resize,
@@ -180,7 +135,7 @@ def _build_step(index: int, step: preprocessor_pb2.PreprocessingStep, ignore_lab
             ignore_label=ignore_label,
         )
 
-    # A oneof member added to the proto without a step here.
+    # A oneof member added to the proto without a step here: a value we cannot build.
     raise PreprocessorConfigError(f"preprocessor_step[{index}]: unsupported step {name!r}.")
 
 

@@ -26,13 +26,15 @@ import time
 import numpy as np
 from absl import logging
 
-from builders import config_util
+from builders import config_util, dataset_metadata_builder
 from core import visualization
-from core.deploy import exporter, inference_runner, segmenters
+from core.deploy import exporter, inference_runner
 from core.evaluation import metrics
 from dataset_tools.create_synthetic_dataset import write_synthetic_dataset
 from dataset_tools.synthetic_scene import generate_scene
 from runners import eval_loop, trainer
+from runners.export import export_inference_graph
+from runners.inference import load_segmenter
 
 DEFAULT_CONFIG = "configs/icnet_synthetic_demo.config"
 
@@ -142,7 +144,7 @@ def run_demo(options: DemoOptions = DemoOptions()) -> DemoResult:
     export_dir = os.path.join(out, "export")
     shape = (1, options.height, options.width, 3)
     pad = (options.height + 1, options.width + 1)  # the models' Interp sizes map 2^k+1 exactly
-    exporter.export_inference_graph(
+    export_inference_graph(
         options.config_path,
         trained.checkpoint_path,
         export_dir,
@@ -155,10 +157,13 @@ def run_demo(options: DemoOptions = DemoOptions()) -> DemoResult:
 
     logging.info("Demo 5/5: segmenting %d held-out scenes", options.num_images)
     images = _write_held_out_images(os.path.join(out, "images"), options)
-    segmenter = segmenters.load_segmenter(
-        model_path=os.path.join(export_dir, "frozen_inference_graph.pb")
+    segmenter = load_segmenter(model_path=os.path.join(export_dir, "frozen_inference_graph.pb"))
+    report = inference_runner.run_inference(
+        segmenter,
+        images,
+        os.path.join(out, "overlays"),
+        metadata=dataset_metadata_builder.build(config),
     )
-    report = inference_runner.run_inference(segmenter, images, os.path.join(out, "overlays"))
 
     # The written results hold the confusion matrix; the table is derived from it.
     matrix = np.asarray(scores["confusion_matrix"], dtype=np.int64)

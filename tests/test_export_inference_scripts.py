@@ -1,7 +1,7 @@
 """export.py and inference.py end to end, and the inference runner on every model format.
 
 The scripts run in subprocesses (their absl flags are process-global); the runner tests call
-the library the scripts call, in process, on the export shared with tests/core/deploy/test_exporter.py.
+the library the scripts call, in process, on the export shared with tests/runners/export_fixtures.py.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.deploy import inference_runner, segmenters
+from core.deploy import inference_runner
 from core.deploy.deploy_graph import ExportError
 from core.deploy.inference_runner import InferenceError
-from tests.core.deploy.test_exporter import HEIGHT, WIDTH, exported_model, reference_ids
+from runners.inference import load_segmenter
+from tests.runners.export_fixtures import HEIGHT, WIDTH, exported_model, reference_ids
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_FILES = {
@@ -80,7 +81,7 @@ def test_export_script(exported, tmp_path):
         "model.ckpt.index",
         "pipeline.config",
     ]
-    segmenter = segmenters.load_segmenter(model_path=str(output / "frozen_inference_graph.pb"))
+    segmenter = load_segmenter(model_path=str(output / "frozen_inference_graph.pb"))
     image = exported.images[0]
     np.testing.assert_array_equal(segmenter(image), reference_ids(exported.model, image))
 
@@ -148,7 +149,7 @@ def test_inference_script_on_a_video_with_tflite(exported, tmp_path):
     assert os.listdir(output) == ["clip.mp4"]  # no temporary file left
 
     # Video frames as label-id PNGs, in process.
-    segmenter = segmenters.load_segmenter(
+    segmenter = load_segmenter(
         model_path=os.path.join(exported.output_dir, "frozen_inference_graph.pb")
     )
     report = inference_runner.run_inference(segmenter, video, str(tmp_path / "ids"), label_ids=True)
@@ -174,7 +175,7 @@ def test_label_id_table_maps_train_ids_to_cityscapes_ids():
 @pytest.mark.parametrize("source", ["checkpoint", *MODEL_FILES])
 def test_label_ids_from_every_model_format(exported, image_folder, tmp_path, source):
     if source == "checkpoint":
-        segmenter = segmenters.load_segmenter(
+        segmenter = load_segmenter(
             config_path=exported.config_path,
             trained_checkpoint=exported.checkpoint,
             input_shape="96,128,3",
@@ -182,7 +183,7 @@ def test_label_ids_from_every_model_format(exported, image_folder, tmp_path, sou
         )
     else:
         path = os.path.join(exported.output_dir, MODEL_FILES[source])
-        segmenter = segmenters.load_segmenter(model_path=path)
+        segmenter = load_segmenter(model_path=path)
     assert segmenter.num_classes == 19  # from pipeline.config next to an exported model
     report = inference_runner.run_inference(
         segmenter, str(image_folder), str(tmp_path), label_ids=True, warmup=1
@@ -200,7 +201,7 @@ def test_label_ids_from_every_model_format(exported, image_folder, tmp_path, sou
 
 
 def test_images_are_resized_to_the_network_and_back(exported):
-    segmenter = segmenters.load_segmenter(
+    segmenter = load_segmenter(
         model_path=os.path.join(exported.output_dir, "frozen_inference_graph.pb")
     )
     image = exported.images[1]
@@ -215,9 +216,7 @@ def test_images_are_resized_to_the_network_and_back(exported):
 
 
 def test_blend_overlay(exported, tmp_path):
-    segmenter = segmenters.load_segmenter(
-        model_path=os.path.join(exported.output_dir, "saved_model")
-    )
+    segmenter = load_segmenter(model_path=os.path.join(exported.output_dir, "saved_model"))
     path = tmp_path / "one.png"
     Image.fromarray(exported.images[0]).save(path)
     inference_runner.run_inference(segmenter, str(path), str(tmp_path / "out"), overlay="blend")
@@ -230,20 +229,20 @@ def test_blend_overlay(exported, tmp_path):
 def test_inference_errors_name_the_flag(exported, tmp_path):
     frozen = os.path.join(exported.output_dir, "frozen_inference_graph.pb")
     with pytest.raises(ExportError, match="exactly one of --model_path"):
-        segmenters.load_segmenter()
+        load_segmenter()
     with pytest.raises(ExportError, match="--trained_checkpoint needs --config_path"):
-        segmenters.load_segmenter(trained_checkpoint=exported.checkpoint)
+        load_segmenter(trained_checkpoint=exported.checkpoint)
     with pytest.raises(ExportError, match="--pad_to_shape applies to checkpoints only"):
-        segmenters.load_segmenter(model_path=frozen, pad_to_shape="97,129")
+        load_segmenter(model_path=frozen, pad_to_shape="97,129")
     with pytest.raises(ExportError, match="--input_shape 64x64 differs .* 96x128"):
-        segmenters.load_segmenter(model_path=frozen, input_shape="64,64,3")
+        load_segmenter(model_path=frozen, input_shape="64,64,3")
     with pytest.raises(ExportError, match="not found"):
-        segmenters.load_segmenter(model_path=str(tmp_path / "none.tflite"))
+        load_segmenter(model_path=str(tmp_path / "none.tflite"))
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a model")
     with pytest.raises(ExportError, match="not a loadable TFLite model"):
-        segmenters.load_segmenter(model_path=str(bad))
-    segmenter = segmenters.load_segmenter(model_path=frozen)
+        load_segmenter(model_path=str(bad))
+    segmenter = load_segmenter(model_path=frozen)
     with pytest.raises(InferenceError, match="--input_path .* does not exist"):
         inference_runner.run_inference(segmenter, str(tmp_path / "nothing"), str(tmp_path))
     with pytest.raises(InferenceError, match="unsupported file type"):

@@ -21,7 +21,8 @@ blocks padded to a multiple of the rate, so tfprof counts the padding too. The o
 same, and this is part of the zoo numbers (``dilation_padding_flops`` reports the share).
 See docs/models.md, "FLOPs", for how the zoo numbers are reproduced.
 
-CLI: ``python -m core.analysis.flops --config_path configs/x.config --input_size 1025,2049``.
+CLI (a config's model): ``python -m runners.flops --config_path configs/x.config --input_size
+1025,2049``.
 """
 
 from __future__ import annotations
@@ -283,43 +284,3 @@ def compute_flops(
         dilation_padding_flops=padding,
         params=model.count_parameters(),
     )
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(part) for part in text.split(","))
-    except ValueError:
-        raise ValueError(
-            f"--input_size must be 'height,width', e.g. 1025,2049; got {text!r}."
-        ) from None
-    return height, width
-
-
-def main(argv: Sequence[str]) -> None:
-    """Prints the FLOPs report of the model of a pipeline config."""
-    del argv
-    from absl import flags
-
-    from builders import config_util, model_builder  # builders sit above core: import late
-
-    flags_ = flags.FLAGS
-    config = config_util.load_pipeline_config(flags_.config_path, validate=False)
-    model = model_builder.build(config.model)
-    report = compute_flops(model, _parse_size(flags_.input_size))
-    print(f"{flags_.config_path}\n{report.summary()}")
-
-
-def _define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("config_path", None, "Path of a pipeline .config file.", required=True)
-    flags.DEFINE_string(
-        "input_size", "1025,2049", "height,width of the input; the zoo used 1025,2049."
-    )
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)

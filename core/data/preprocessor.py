@@ -36,108 +36,35 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+# Seed, RESIZE_METHODS and stateless_seed are part of this module's interface (re-exported).
+from core.data.image_ops import (
+    RESIZE_METHODS,
+    Seed,
+    height_width,
+    pad_bottom_right,
+    resize_pair,
+    set_hw,
+    split_seed,
+    stateless_seed,
+    static_hw,
+    uniform_float,
+    uniform_int,
+)
 from core.data.standard_fields import IGNORE_LABEL
 
-Seed = int | tf.Tensor | None
-
-RESIZE_METHODS = {
-    "bilinear": tf.image.ResizeMethod.BILINEAR,
-    "nearest": tf.image.ResizeMethod.NEAREST_NEIGHBOR,
-    "bicubic": tf.image.ResizeMethod.BICUBIC,
-}
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def stateless_seed(seed: Seed) -> tf.Tensor | None:
-    """Normalizes ``seed`` for the stateless random ops.
-
-    Args:
-      seed: None, an int (or int scalar tensor), or an int ``[2]`` tensor.
-
-    Returns:
-      None for None, else an int64 ``[2]`` tensor (``[seed, 0]`` for a scalar).
-    """
-    if seed is None:
-        return None
-    seed = tf.cast(seed, tf.int64)
-    if seed.shape.rank == 0:
-        seed = tf.stack([seed, tf.constant(0, tf.int64)])
-    return seed
-
-
-def _split_seed(seed: tf.Tensor | None, index: int) -> tf.Tensor | None:
-    """Derives an independent stateless seed for the ``index``-th draw of a step."""
-    if seed is None:
-        return None
-    return tf.random.experimental.stateless_fold_in(seed, index)
-
-
-def _uniform_float(minval: float, maxval: float, seed: tf.Tensor | None) -> tf.Tensor:
-    """One float32 scalar drawn uniformly from ``[minval, maxval)``."""
-    if seed is None:
-        return tf.random.uniform([], minval=minval, maxval=maxval, dtype=tf.float32)
-    return tf.random.stateless_uniform([], seed=seed, minval=minval, maxval=maxval)
-
-
-def _uniform_int(maxval: tf.Tensor, seed: tf.Tensor | None) -> tf.Tensor:
-    """One int32 scalar drawn uniformly from ``[0, maxval)``; ``maxval`` >= 1."""
-    if seed is None:
-        return tf.random.uniform([], minval=0, maxval=maxval, dtype=tf.int32)
-    return tf.random.stateless_uniform([], seed=seed, minval=0, maxval=maxval, dtype=tf.int32)
-
-
-def _height_width(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    shape = tf.shape(image)
-    return shape[0], shape[1]
-
-
-def _static_hw(tensor: tf.Tensor) -> tuple[int | None, int | None]:
-    """The static height and width of ``tensor``, None where unknown."""
-    return tensor.shape[0], tensor.shape[1]
-
-
-def _set_hw(image: tf.Tensor, label: tf.Tensor, height: int, width: int):
-    """Sets the static spatial size of both outputs, keeping the channel dims."""
-    image = tf.ensure_shape(image, [height, width, image.shape[-1]])
-    label = tf.ensure_shape(label, [height, width, label.shape[-1]])
-    return image, label
-
-
-def _resize_pair(
-    image: tf.Tensor, label: tf.Tensor, size: tf.Tensor, image_method: str = "bilinear"
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Resizes the image with ``image_method`` and the label with nearest neighbour.
-
-    Bicubic can overshoot, so its output is clipped back to [0, 255].
-    """
-    resized_image = tf.image.resize(image, size, method=RESIZE_METHODS[image_method])
-    if image_method == "bicubic":
-        resized_image = tf.clip_by_value(resized_image, 0.0, 255.0)
-    resized_image = tf.cast(resized_image, image.dtype)
-    # Nearest neighbour keeps the label dtype and copies existing values only.
-    resized_label = tf.image.resize(label, size, method=tf.image.ResizeMethod.NEAREST_NEIGHBOR)
-    return resized_image, resized_label
-
-
-def _pad_bottom_right(
-    image: tf.Tensor,
-    label: tf.Tensor,
-    target_height: tf.Tensor | int,
-    target_width: tf.Tensor | int,
-    ignore_label: int,
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Pads bottom/right to the target size: image with 0, label with ``ignore_label``.
-
-    The caller guarantees the target is at least the current size.
-    """
-    height, width = _height_width(image)
-    paddings = [[0, target_height - height], [0, target_width - width], [0, 0]]
-    image = tf.pad(image, paddings, constant_values=0)
-    label = tf.pad(label, paddings, constant_values=tf.cast(ignore_label, label.dtype))
-    return image, label
-
+__all__ = [
+    "RESIZE_METHODS",
+    "Seed",
+    "aspect_ratio_image_resize",
+    "aspect_ratio_resize_size",
+    "center_crop",
+    "pad_to_size",
+    "random_horizontal_flip",
+    "random_image_crop",
+    "random_image_scale",
+    "set_fixed_image_size",
+    "stateless_seed",
+]
 
 # --------------------------------------------------------------------------- random steps
 
@@ -164,12 +91,12 @@ def random_image_scale(
       ``(image, label)`` of size ``[round(s*H), round(s*W)]``; the image is
       resized bilinearly, the label with nearest neighbour.
     """
-    scale = _uniform_float(min_scale_ratio, max_scale_ratio, stateless_seed(seed))
-    height, width = _height_width(image)
+    scale = uniform_float(min_scale_ratio, max_scale_ratio, stateless_seed(seed))
+    height, width = height_width(image)
     size = tf.stack([height, width])
     new_size = tf.cast(tf.round(scale * tf.cast(size, tf.float32)), tf.int32)
     new_size = tf.maximum(new_size, 1)
-    return _resize_pair(image, label, new_size)
+    return resize_pair(image, label, new_size)
 
 
 def random_image_crop(
@@ -200,16 +127,16 @@ def random_image_crop(
       with static shapes.
     """
     seed = stateless_seed(seed)
-    height, width = _height_width(image)
+    height, width = height_width(image)
     padded_height = tf.maximum(height, crop_height)
     padded_width = tf.maximum(width, crop_width)
-    image, label = _pad_bottom_right(image, label, padded_height, padded_width, ignore_label)
+    image, label = pad_bottom_right(image, label, padded_height, padded_width, ignore_label)
     # Offsets are uniform over every position where the crop fits.
-    offset_y = _uniform_int(padded_height - crop_height + 1, _split_seed(seed, 0))
-    offset_x = _uniform_int(padded_width - crop_width + 1, _split_seed(seed, 1))
+    offset_y = uniform_int(padded_height - crop_height + 1, split_seed(seed, 0))
+    offset_x = uniform_int(padded_width - crop_width + 1, split_seed(seed, 1))
     image = image[offset_y : offset_y + crop_height, offset_x : offset_x + crop_width]
     label = label[offset_y : offset_y + crop_height, offset_x : offset_x + crop_width]
-    return _set_hw(image, label, crop_height, crop_width)
+    return set_hw(image, label, crop_height, crop_width)
 
 
 def random_horizontal_flip(
@@ -225,7 +152,7 @@ def random_horizontal_flip(
     Returns:
       ``(image, label)`` with unchanged shapes.
     """
-    do_flip = _uniform_float(0.0, 1.0, stateless_seed(seed)) < 0.5
+    do_flip = uniform_float(0.0, 1.0, stateless_seed(seed)) < 0.5
     image_shape, label_shape = image.shape, label.shape
     image, label = tf.cond(
         do_flip,
@@ -254,8 +181,8 @@ def set_fixed_image_size(
     Returns:
       ``(image [fixed_height, fixed_width, C], label [fixed_height, fixed_width, 1])``.
     """
-    image, label = _resize_pair(image, label, [fixed_height, fixed_width])
-    return _set_hw(image, label, fixed_height, fixed_width)
+    image, label = resize_pair(image, label, [fixed_height, fixed_width])
+    return set_hw(image, label, fixed_height, fixed_width)
 
 
 def aspect_ratio_resize_size(
@@ -304,12 +231,12 @@ def aspect_ratio_image_resize(
         raise ValueError(
             f"resize_method must be one of {sorted(RESIZE_METHODS)}, got {resize_method!r}"
         )
-    height, width = _height_width(image)
+    height, width = height_width(image)
     new_size = aspect_ratio_resize_size(height, width, min_dimension, max_dimension)
-    image, label = _resize_pair(image, label, new_size, image_method=resize_method)
+    image, label = resize_pair(image, label, new_size, image_method=resize_method)
     if pad_to_max_dimension:
-        image, label = _pad_bottom_right(image, label, max_dimension, max_dimension, ignore_label)
-        image, label = _set_hw(image, label, max_dimension, max_dimension)
+        image, label = pad_bottom_right(image, label, max_dimension, max_dimension, ignore_label)
+        image, label = set_hw(image, label, max_dimension, max_dimension)
     return image, label
 
 
@@ -344,7 +271,7 @@ def pad_to_size(
       tf.errors.InvalidArgumentError: (at run time) the image is larger than
         the target.
     """
-    static_height, static_width = _static_hw(image)
+    static_height, static_width = static_hw(image)
     hint = (
         "Raise the padding size (eval_config.padded_eval_input height/width) to at least "
         "the largest image size, or use cropped_eval_input."
@@ -356,7 +283,7 @@ def pad_to_size(
             f"Cannot pad an image of size [{static_height}, {static_width}] to the smaller "
             f"size [{height}, {width}]. {hint}"
         )
-    image_height, image_width = _height_width(image)
+    image_height, image_width = height_width(image)
     fits = tf.logical_and(image_height <= height, image_width <= width)
     check = tf.debugging.Assert(
         fits,
@@ -369,8 +296,8 @@ def pad_to_size(
     )
     with tf.control_dependencies([check]):
         image = tf.identity(image)
-    image, label = _pad_bottom_right(image, label, height, width, ignore_label)
-    return _set_hw(image, label, height, width)
+    image, label = pad_bottom_right(image, label, height, width, ignore_label)
+    return set_hw(image, label, height, width)
 
 
 def center_crop(
@@ -397,12 +324,12 @@ def center_crop(
     Returns:
       ``(image [height, width, C], label [height, width, 1])``.
     """
-    image_height, image_width = _height_width(image)
+    image_height, image_width = height_width(image)
     padded_height = tf.maximum(image_height, height)
     padded_width = tf.maximum(image_width, width)
-    image, label = _pad_bottom_right(image, label, padded_height, padded_width, ignore_label)
+    image, label = pad_bottom_right(image, label, padded_height, padded_width, ignore_label)
     offset_y = (padded_height - height) // 2
     offset_x = (padded_width - width) // 2
     image = image[offset_y : offset_y + height, offset_x : offset_x + width]
     label = label[offset_y : offset_y + height, offset_x : offset_x + width]
-    return _set_hw(image, label, height, width)
+    return set_hw(image, label, height, width)

@@ -1,6 +1,8 @@
 """Exports a trained segmentation model for deployment (``export.py``).
 
-The deploy graph (uint8 ``inputs`` -> class ids or colours ``predictions``) is built by
+:func:`export_model` takes a built, restored model and plain values; reading the config,
+restoring the checkpoint and choosing calibration records is ``runners.export``'s job. The
+deploy graph (uint8 ``inputs`` -> class ids or colours ``predictions``) is built by
 :mod:`core.deploy.deploy_graph`.
 
 Files written to ``output_dir`` (see :data:`FORMATS` for the selectable ones):
@@ -38,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from builders import config_util, dataset_builder, model_builder
+from core.analysis import flops
 from core.checkpoints import checkpoint_utils
 from core.data.standard_fields import InputDataFields
 from core.deploy import tflite_export
@@ -49,8 +51,6 @@ from core.deploy.deploy_graph import (
     InputShape,
     build_serving_function,
     freeze,
-    parse_input_shape,
-    parse_pad_to_shape,
 )
 
 SIGNATURE_KEY = "serving_default"
@@ -164,11 +164,6 @@ def _warn_stale(output_dir: str, written: Sequence[str]) -> None:
 
 def _flops(model, net_size: tuple[int, int]) -> dict | None:
     """FLOPs of one image at the network size from ``core.analysis.flops``, or None if unavailable."""
-    try:
-        from core import flops  # optional: written separately
-    except ImportError:
-        logging.info("core.analysis.flops is not available; the export summary has no FLOPs.")
-        return None
     try:
         report = flops.compute_flops(model, net_size, batch_size=1)
     except Exception as error:  # a summary line must not fail a finished export
@@ -298,7 +293,7 @@ def _size(path: str) -> int:
     )
 
 
-# --------------------------------------------------------------------------- from a config
+# --------------------------------------------------------------------------- calibration
 
 
 def calibration_images_from_records(
@@ -326,70 +321,3 @@ def calibration_images_from_records(
             yield np.clip(np.rint(image.numpy()), 0, 255).astype(np.uint8)
 
     return images
-
-
-def export_inference_graph(
-    config_path: str,
-    trained_checkpoint: str,
-    output_dir: str,
-    input_shape: str | Sequence,
-    pad_to_shape: str | Sequence | None = None,
-    output_colours: bool = False,
-    formats: Iterable[str] = FORMATS,
-    num_calibration_images: int = 100,
-    config_override: str | Iterable[str] | None = None,
-) -> ExportResult:
-    """``export.py``: builds the config's model, restores a checkpoint and exports it.
-
-    Args:
-      config_path: the pipeline ``.config``.
-      trained_checkpoint: a checkpoint prefix or a training directory (latest checkpoint).
-      output_dir: where the files go (see the module docstring).
-      input_shape: ``H,W,3`` or ``N,H,W,3`` (N may be -1; H and W must be known).
-      pad_to_shape: optional ``H,W`` the input is zero-padded to, e.g. 1025,2049.
-      output_colours: output palette colours instead of class ids.
-      formats: a subset of :data:`FORMATS`.
-      num_calibration_images: eval images used to calibrate the int8 model.
-      config_override: text-format config snippets applied on top of the file.
-
-    Raises:
-      config_util.ConfigError, checkpoint_utils.CheckpointError, ExportError,
-      tflite_export.TFLiteConversionError: each names the flag, file or op at fault.
-    """
-    config = config_util.load_pipeline_config(config_path, config_override)
-    shape = parse_input_shape(input_shape)
-    padding = parse_pad_to_shape(pad_to_shape, shape)
-    formats = tuple(formats)
-    prefix = checkpoint_utils.resolve_checkpoint(trained_checkpoint)
-    calibration = None
-    if "tflite_int8" in formats:
-        if not config.HasField("eval_input_reader"):
-            raise ExportError(
-                f"{config_path}: tflite_int8 is calibrated on the eval records, but the config "
-                "has no eval_input_reader; add one or leave tflite_int8 out of --formats."
-            )
-        if num_calibration_images < 1:
-            raise ExportError(
-                f"--num_calibration_images must be >= 1, got {num_calibration_images}."
-            )
-        calibration = calibration_images_from_records(
-            lambda: dataset_builder.build_eval_dataset(
-                config.eval_input_reader, config.eval_config
-            ),
-            shape[1:3],
-            num_calibration_images,
-        )
-    model = model_builder.build(config.model)
-    model.build_variables()
-    checkpoint_utils.restore_model(model, prefix)
-    return export_model(
-        model,
-        output_dir,
-        shape,
-        padding,
-        output_colours,
-        formats,
-        calibration,
-        write_config=lambda directory: config_util.write_pipeline_config(config, directory),
-        summary_extra={"config_path": config_path, "checkpoint": prefix},
-    )

@@ -9,6 +9,9 @@ are interchangeable:
   :class:`SavedModelSegmenter`   a ``saved_model/`` directory
   :class:`TFLiteSegmenter`       a ``.tflite`` file (float or int8)
 
+:func:`open_exported` opens an exported model by its file type; building a segmenter from a
+config and a checkpoint (``inference.py --trained_checkpoint``) is ``runners.inference``'s job.
+
 Images of another size than the network input are resized to it (bilinear) and the prediction
 is resized back to the image (nearest), so any image can be segmented; the original project
 instead required every image to have ``--input_shape``.
@@ -27,8 +30,6 @@ from absl import logging
 from google.protobuf import message as protobuf_message
 from PIL import Image
 
-from builders import config_util, model_builder
-from core.checkpoints import checkpoint_utils
 from core.deploy import tflite_export
 from core.deploy.deploy_graph import (
     INPUT_NAME,
@@ -37,14 +38,11 @@ from core.deploy.deploy_graph import (
     InputShape,
     build_serving_function,
     parse_input_shape,
-    parse_pad_to_shape,
 )
 
 SIGNATURE_KEY = "serving_default"
 TFLITE_SUFFIX = ".tflite"
 GRAPH_SUFFIX = ".pb"
-DEFAULT_INPUT_SHAPE = "1024,2048,3"
-DEFAULT_PAD_TO_SHAPE = "1025,2049"
 
 
 class Segmenter(abc.ABC):
@@ -268,82 +266,24 @@ class TFLiteSegmenter(Segmenter):
 # --------------------------------------------------------------------------- loading
 
 
-def _config_num_classes(config) -> int:
-    return getattr(config.model, config.model.WhichOneof("model")).num_classes
-
-
-def _exported_config(model_path: str) -> str | None:
-    """``pipeline.config`` that export.py wrote next to an exported model, if any."""
-    directory = os.path.dirname(os.path.abspath(model_path.rstrip("/")))
-    candidate = os.path.join(directory, config_util.PIPELINE_CONFIG_NAME)
-    return candidate if os.path.isfile(candidate) else None
-
-
-def load_segmenter(
-    model_path: str | None = None,
-    config_path: str | None = None,
-    trained_checkpoint: str | None = None,
+def open_exported(
+    model_path: str,
+    num_classes: int | None = None,
     input_shape: str | Sequence | None = None,
-    pad_to_shape: str | Sequence | None = None,
     num_threads: int | None = None,
-    jit_compile: bool = False,
 ) -> Segmenter:
-    """A segmenter for an exported model (``model_path``) or a checkpoint and its config.
+    """The segmenter of an exported model file or directory, chosen by its type.
 
     Args:
       model_path: ``frozen_inference_graph.pb``, a SavedModel directory or a ``.tflite`` file.
-        The config (for ``num_classes``) is ``config_path`` or the ``pipeline.config`` next to
-        the model.
-      config_path: the pipeline config (required with a checkpoint).
-      trained_checkpoint: a checkpoint prefix or training directory.
-      input_shape: network input ``H,W,3`` for a checkpoint; when not given, 1024,2048,3 padded
-        to ``pad_to_shape`` or 1025,2049 (the original's defaults). With an exported model it
-        must match the exported shape, if given.
-      pad_to_shape: ``H,W`` padding for a checkpoint; exported models have theirs built in.
+      num_classes: the model's class count when known (from its config), else None.
+      input_shape: if given (``H,W,3`` or ``N,H,W,3``), it must match the exported input.
       num_threads: TFLite interpreter threads (None: its default).
-      jit_compile: compile a checkpoint's deploy graph with XLA (ignored for exported models).
 
     Raises:
-      ExportError, config_util.ConfigError, checkpoint_utils.CheckpointError: named causes.
+      ExportError: the path is missing, of an unknown type, not loadable, or its input size
+        differs from ``input_shape``.
     """
-    if (model_path is None) == (trained_checkpoint is None):
-        raise ExportError(
-            "pass exactly one of --model_path (an exported model) or --trained_checkpoint "
-            "(with --config_path)."
-        )
-    if model_path is not None:
-        return _load_exported(model_path, config_path, input_shape, pad_to_shape, num_threads)
-    if config_path is None:
-        raise ExportError("--trained_checkpoint needs --config_path to build the model.")
-    config = config_util.load_pipeline_config(config_path)
-    if not input_shape:
-        # The original's inference defaults: Cityscapes frames padded to the odd eval size.
-        input_shape, pad_to_shape = DEFAULT_INPUT_SHAPE, pad_to_shape or DEFAULT_PAD_TO_SHAPE
-    shape = parse_input_shape(input_shape)
-    padding = parse_pad_to_shape(pad_to_shape, shape)
-    prefix = checkpoint_utils.resolve_checkpoint(trained_checkpoint)
-    model = model_builder.build(config.model)
-    model.build_variables()
-    checkpoint_utils.restore_model(model, prefix)
-    return ModelSegmenter(model, shape, padding, description=prefix, jit_compile=jit_compile)
-
-
-def _load_exported(
-    model_path: str,
-    config_path: str | None,
-    input_shape: str | Sequence | None,
-    pad_to_shape: str | Sequence | None,
-    num_threads: int | None,
-) -> Segmenter:
-    if pad_to_shape:
-        raise ExportError(
-            "--pad_to_shape applies to checkpoints only; an exported model has its padding "
-            "built in (set it when running export.py)."
-        )
-    config_path = config_path or _exported_config(model_path)
-    num_classes = None
-    if config_path:
-        num_classes = _config_num_classes(config_util.load_pipeline_config(config_path))
     if os.path.isdir(model_path):
         segmenter: Segmenter = SavedModelSegmenter(model_path, num_classes)
     elif not os.path.isfile(model_path):

@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from core.deploy import segmenters
 from runners import demo
+from runners.inference import load_segmenter
 
 TINY = dict(
     num_train=6,
@@ -75,14 +75,14 @@ def test_every_export_format_agrees_with_the_checkpoint(runs):
     ):
         assert os.path.exists(os.path.join(export, name)), name
     image = np.asarray(Image.open(os.path.join(output_dir, "images", "scene_00.png")))
-    reference = segmenters.load_segmenter(
+    reference = load_segmenter(
         config_path=os.path.join(export, "pipeline.config"),
         trained_checkpoint=second.checkpoint_path,
         input_shape=(96, 128, 3),
         pad_to_shape=(97, 129),
     )(image)
     for name in ("frozen_inference_graph.pb", "saved_model", "model_float32.tflite"):
-        predicted = segmenters.load_segmenter(model_path=os.path.join(export, name))(image)
+        predicted = load_segmenter(model_path=os.path.join(export, name))(image)
         assert predicted.shape == (96, 128)
         assert np.mean(predicted == reference) > 0.999, name
 

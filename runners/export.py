@@ -1,0 +1,91 @@
+"""``export.py``'s work: the model of a config, restored from a checkpoint, exported.
+
+The library part (the deploy graph, the formats, the atomic output directory) is
+:mod:`core.deploy.exporter`, which takes a built model and plain values; this runner reads the
+config, builds and restores the model (:func:`runners.common.load_model`) and picks the int8
+calibration images from the config's eval records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from builders import config_util, dataset_builder
+from core.checkpoints import checkpoint_utils
+from core.deploy.deploy_graph import ExportError, parse_input_shape, parse_pad_to_shape
+from core.deploy.exporter import (
+    FORMATS,
+    ExportResult,
+    calibration_images_from_records,
+    export_model,
+)
+from runners.common import load_model
+
+
+def export_inference_graph(
+    config_path: str,
+    trained_checkpoint: str,
+    output_dir: str,
+    input_shape: str | Sequence,
+    pad_to_shape: str | Sequence | None = None,
+    output_colours: bool = False,
+    formats: Iterable[str] = FORMATS,
+    num_calibration_images: int = 100,
+    config_override: str | Iterable[str] | None = None,
+) -> ExportResult:
+    """``export.py``: builds the config's model, restores a checkpoint and exports it.
+
+    Args:
+      config_path: the pipeline ``.config``.
+      trained_checkpoint: a checkpoint prefix or a training directory (latest checkpoint).
+      output_dir: where the files go (see :mod:`core.deploy.exporter`).
+      input_shape: ``H,W,3`` or ``N,H,W,3`` (N may be -1; H and W must be known).
+      pad_to_shape: optional ``H,W`` the input is zero-padded to, e.g. 1025,2049.
+      output_colours: output palette colours instead of class ids.
+      formats: a subset of :data:`core.deploy.exporter.FORMATS`.
+      num_calibration_images: eval images used to calibrate the int8 model.
+      config_override: text-format config snippets applied on top of the file.
+
+    Returns:
+      The :class:`core.deploy.exporter.ExportResult` of the export.
+
+    Raises:
+      config_util.ConfigError, checkpoint_utils.CheckpointError, ExportError,
+      tflite_export.TFLiteConversionError: each names the flag, file or op at fault.
+    """
+    config = config_util.load_pipeline_config(config_path, config_override)
+    shape = parse_input_shape(input_shape)
+    padding = parse_pad_to_shape(pad_to_shape, shape)
+    formats = tuple(formats)
+    # Resolved before anything is built, so a wrong path fails in a second.
+    prefix = checkpoint_utils.resolve_checkpoint(trained_checkpoint)
+    calibration = None
+    if "tflite_int8" in formats:
+        if not config.HasField("eval_input_reader"):
+            raise ExportError(
+                f"{config_path}: tflite_int8 is calibrated on the eval records, but the config "
+                "has no eval_input_reader; add one or leave tflite_int8 out of --formats."
+            )
+        if num_calibration_images < 1:
+            raise ExportError(
+                f"--num_calibration_images must be >= 1, got {num_calibration_images}."
+            )
+        calibration = calibration_images_from_records(
+            lambda: dataset_builder.build_eval_dataset(
+                config.eval_input_reader, config.eval_config
+            ),
+            shape[1:3],
+            num_calibration_images,
+        )
+    model, prefix = load_model(config, prefix)
+    return export_model(
+        model,
+        output_dir,
+        shape,
+        padding,
+        output_colours,
+        formats,
+        calibration,
+        write_config=lambda directory: config_util.write_pipeline_config(config, directory),
+        summary_extra={"config_path": config_path, "checkpoint": prefix},
+    )

@@ -1,0 +1,104 @@
+"""``inference.py``'s model: a segmenter for a checkpoint and its config, or an exported model.
+
+The segmenters themselves (:mod:`core.deploy.segmenters`) take plain values: a built model or
+a model file. This runner reads the config, builds and restores the checkpoint's model
+(:func:`runners.common.load_model`), and finds the config an exported model was written with
+(for its class count).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from builders import config_util
+from builders.model_builder import model_config
+from core.checkpoints import checkpoint_utils
+from core.deploy.deploy_graph import ExportError, parse_input_shape, parse_pad_to_shape
+from core.deploy.segmenters import ModelSegmenter, Segmenter, open_exported
+from runners.common import load_model
+
+# The original's inference defaults: Cityscapes frames padded to the odd eval size.
+DEFAULT_INPUT_SHAPE = "1024,2048,3"
+DEFAULT_PAD_TO_SHAPE = "1025,2049"
+
+
+def _config_num_classes(config) -> int:
+    """``num_classes`` of the config's model."""
+    return model_config(config)[1].num_classes
+
+
+def _exported_config(model_path: str) -> str | None:
+    """``pipeline.config`` that export.py wrote next to an exported model, if any."""
+    directory = os.path.dirname(os.path.abspath(model_path.rstrip("/")))
+    candidate = os.path.join(directory, config_util.PIPELINE_CONFIG_NAME)
+    return candidate if os.path.isfile(candidate) else None
+
+
+def load_segmenter(
+    model_path: str | None = None,
+    config_path: str | None = None,
+    trained_checkpoint: str | None = None,
+    input_shape: str | Sequence | None = None,
+    pad_to_shape: str | Sequence | None = None,
+    num_threads: int | None = None,
+    jit_compile: bool = False,
+) -> Segmenter:
+    """A segmenter for an exported model (``model_path``) or a checkpoint and its config.
+
+    Args:
+      model_path: ``frozen_inference_graph.pb``, a SavedModel directory or a ``.tflite`` file.
+        The config (for ``num_classes``) is ``config_path`` or the ``pipeline.config`` next to
+        the model.
+      config_path: the pipeline config (required with a checkpoint).
+      trained_checkpoint: a checkpoint prefix or training directory.
+      input_shape: network input ``H,W,3`` for a checkpoint; when not given, 1024,2048,3 padded
+        to ``pad_to_shape`` or 1025,2049 (the original's defaults). With an exported model it
+        must match the exported shape, if given.
+      pad_to_shape: ``H,W`` padding for a checkpoint; exported models have theirs built in.
+      num_threads: TFLite interpreter threads (None: its default).
+      jit_compile: compile a checkpoint's deploy graph with XLA (ignored for exported models).
+
+    Returns:
+      A :class:`core.deploy.segmenters.Segmenter`.
+
+    Raises:
+      ExportError, config_util.ConfigError, checkpoint_utils.CheckpointError: named causes.
+    """
+    if (model_path is None) == (trained_checkpoint is None):
+        raise ExportError(
+            "pass exactly one of --model_path (an exported model) or --trained_checkpoint "
+            "(with --config_path)."
+        )
+    if model_path is not None:
+        return _load_exported(model_path, config_path, input_shape, pad_to_shape, num_threads)
+    if config_path is None:
+        raise ExportError("--trained_checkpoint needs --config_path to build the model.")
+    config = config_util.load_pipeline_config(config_path)
+    if not input_shape:
+        input_shape, pad_to_shape = DEFAULT_INPUT_SHAPE, pad_to_shape or DEFAULT_PAD_TO_SHAPE
+    shape = parse_input_shape(input_shape)
+    padding = parse_pad_to_shape(pad_to_shape, shape)
+    # Resolved before the model is built, so a wrong path fails in a second.
+    prefix = checkpoint_utils.resolve_checkpoint(trained_checkpoint)
+    model, prefix = load_model(config, prefix)
+    return ModelSegmenter(model, shape, padding, description=prefix, jit_compile=jit_compile)
+
+
+def _load_exported(
+    model_path: str,
+    config_path: str | None,
+    input_shape: str | Sequence | None,
+    pad_to_shape: str | Sequence | None,
+    num_threads: int | None,
+) -> Segmenter:
+    if pad_to_shape:
+        raise ExportError(
+            "--pad_to_shape applies to checkpoints only; an exported model has its padding "
+            "built in (set it when running export.py)."
+        )
+    config_path = config_path or _exported_config(model_path)
+    num_classes = None
+    if config_path:
+        num_classes = _config_num_classes(config_util.load_pipeline_config(config_path))
+    return open_exported(model_path, num_classes, input_shape, num_threads)
