@@ -7,8 +7,8 @@ Example (ICNet 1.0 -> 0.5, then retrain with the written config):
       --output_dir pruned
 
 Writes pruned/pruned_model.ckpt and pruned/pipeline.config (filter_scale 0.5 here, or per-conv
-layer_widths for uneven pruning); see core/pruning/compression.py. Channel dependencies
-(residual adds, CFF sums, the PSP concat) are found from the model, so --prune_config is
+layer_widths for uneven pruning); see runners/compress.py. Channel dependencies (residual
+adds, CFF sums, the PSP concat) are declared by the model itself, so --prune_config is
 optional: its skip_node entries skip convs, and its node specs add ties (source) and checks
 (following) on top of the automatic plan. --latency_input_size 1024,2048 adds the measured CPU
 latency of both models to compression_summary.json.
@@ -22,7 +22,7 @@ from absl import app, flags
 
 from builders.config_util import ConfigError
 from core.checkpoints.checkpoint_utils import CheckpointError
-from core.pruning import compression
+from runners import compress as compression
 
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or training directory to prune.")
 flags.DEFINE_string("config_path", None, "Pipeline .config the checkpoint was trained with.")

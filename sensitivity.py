@@ -9,7 +9,7 @@ Example (ICNet, every backbone block / ICNet branch / head at three keep ratios,
 Each unit is soft-pruned alone as compress.py would prune it (L1 ranking, the pruned channels
 zeroed in place and restored afterwards) and scored on the eval record of the config. Writes
 sensitivity.json, sensitivity.md (one row per unit), sensitivity.csv and sensitivity.png into
---output_dir; see core/pruning/sensitivity.py and docs/compression.md.
+--output_dir; see runners/sensitivity.py, core/pruning/sensitivity.py and docs/compression.md.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from absl import app, flags, logging
 from builders.config_util import ConfigError
 from core.checkpoints.checkpoint_utils import CheckpointError
 from core.pruning import sensitivity
+from runners import sensitivity as sensitivity_runner
 
 flags.DEFINE_string("config_path", None, "Pipeline .config of the checkpoint (eval data too).")
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or training directory.")
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
     try:
-        result, paths = sensitivity.run(
+        result, paths = sensitivity_runner.run(
             config_path=FLAGS.config_path,
             input_checkpoint=FLAGS.input_checkpoint,
             output_dir=FLAGS.output_dir,

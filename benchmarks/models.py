@@ -3,7 +3,7 @@
 Speed does not depend on the weights, so no trained checkpoint is needed: every model is built
 from its config with a fixed seed. ``icnet_0.5_compressed`` is what ``compress.py`` makes of
 ICNet 1.0: a random ICNet 1.0 checkpoint is written and pruned with
-``core.pruning.compression.compress`` at factor 0.5, and the pruned checkpoint and config it
+``runners.compress.compress`` (compress.py's runner) at factor 0.5, and the pruned checkpoint and config it
 writes are loaded back, as a user would after ``compress.py``.
 
 ``--quick`` shrinks every model (``QUICK_FILTER_SCALE``) so that the whole harness runs in
@@ -79,8 +79,16 @@ def config_override(spec: ModelSpec, quick: bool) -> str | None:
         return None  # its config is the one compress.py writes
     if scale is None:
         return None
-    kind = "pspnet" if spec.config_path == PSPNET_CONFIG else "icnet"
-    return f"model {{ {kind} {{ filter_scale: {scale} }} }}"
+    return f"model {{ {model_kind(spec.config_path)} {{ filter_scale: {scale} }} }}"
+
+
+def model_kind(config_path: str) -> str:
+    """The model message a config sets (``icnet``, ``pspnet``, ``architecture``), read from it."""
+    from builders import config_util, model_builder
+
+    config = config_util.load_pipeline_config(repo_path(config_path), validate=False)
+    kind, _ = model_builder.model_config(config)
+    return kind
 
 
 def repo_path(path: str) -> str:
@@ -158,14 +166,13 @@ class ModelStore:
         if cache_key not in self._models:
             import keras
 
-            from builders import model_builder
             from core.checkpoints import checkpoint_utils
+            from runners.common import build_model
 
             config = self.config(key)
             keras.utils.set_random_seed(SEED)
             with dtype_policy(policy):
-                model = model_builder.build(config.model)
-                model.build_variables()
+                model = build_model(config)
             spec = self.spec(key)
             if spec.compressed_from:
                 checkpoint_utils.restore_model(model, self._checkpoints[key])
@@ -180,10 +187,10 @@ class ModelStore:
     # ------------------------------------------------------------------------- compress.py
 
     def _compress(self, spec: ModelSpec) -> None:
-        """Writes a random checkpoint of the parent and prunes it with compress.py's library."""
+        """Writes a random checkpoint of the parent and prunes it with compress.py's runner."""
         from builders import config_util
         from core.checkpoints import checkpoint_utils
-        from core.pruning import compression
+        from runners import compress as compression
 
         parent = spec.compressed_from
         parent_dir = os.path.join(self.work_dir, f"{parent}_checkpoint")

@@ -1,12 +1,41 @@
-"""Builds an ICNet or PSPNet from the ``model`` block of a pipeline config."""
+"""Builds the config's model by looking its architecture up in the registry.
+
+``model { icnet {...} }`` and ``model { pspnet {...} }`` (the original's messages) and ``model {
+architecture { name: "..." ... } }`` (any architecture registered in code, see
+``models/registry.py``) all go through :data:`models.registry.ARCHITECTURES`: the oneof member
+names the architecture, or ``architecture.name`` does. The fields every model shares become the
+same keyword arguments; the original's model-specific fields (ICNet's
+``pretrain_single_branch_mode``, ``mobile_ops_only``) and an ``architecture``'s ``options`` are
+passed on by name.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 from builders import hyperparams_builder
-from models import ICNet, PSPNet, SegmentationModel
+from models import ARCHITECTURES, BACKBONES, SegmentationModel
 from protos import model_pb2, pipeline_pb2
+
+# The oneof member for registered architectures (its message names the architecture).
+ARCHITECTURE_KIND = "architecture"
+# Fields of the original's typed messages that are keyword arguments of their model only.
+_TYPED_OPTIONS = {
+    "icnet": ("pretrain_single_branch_mode", "mobile_ops_only"),
+    "pspnet": (),
+}
+# Keyword arguments the builder derives from the shared fields; an option cannot set them.
+_COMMON_ARGUMENTS = (
+    "num_classes",
+    "filter_scale",
+    "backbone",
+    "hyperparams",
+    "upsample_logits",
+    "layer_widths",
+    "sync_batch_norm",
+    "pooling_factors",
+)
 
 
 def model_config(config: pipeline_pb2.PipelineConfig | model_pb2.FastSegmentationModel):
@@ -30,6 +59,75 @@ def model_config(config: pipeline_pb2.PipelineConfig | model_pb2.FastSegmentatio
     return kind, getattr(model, kind)
 
 
+def architecture_name(config: pipeline_pb2.PipelineConfig | model_pb2.FastSegmentationModel) -> str:
+    """The registered architecture a config builds: the oneof member, or ``architecture.name``.
+
+    Raises:
+      ValueError: the config sets no model.
+    """
+    kind, message = model_config(config)
+    return message.name if kind == ARCHITECTURE_KIND else kind
+
+
+def _architecture(kind: str, message):
+    """The registered factory of the config's model, or a ValueError listing the known ones."""
+    name = message.name if kind == ARCHITECTURE_KIND else kind
+    field = "model.architecture.name" if kind == ARCHITECTURE_KIND else f"model.{kind}"
+    if name not in ARCHITECTURES:
+        raise ValueError(f"{field}: {ARCHITECTURES.unknown_message(name)}")
+    return ARCHITECTURES.get(name)
+
+
+def option_value(text: str) -> bool | int | float | str:
+    """An ``options`` value as the Python value it spells: bool, int, float, else the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _options(kind: str, message) -> dict[str, object]:
+    """Model-specific keyword arguments: typed fields, or an ``architecture``'s ``options``."""
+    if kind != ARCHITECTURE_KIND:
+        return {name: getattr(message, name) for name in _TYPED_OPTIONS.get(kind, ())}
+    options: dict[str, object] = {}
+    for index, option in enumerate(message.options):
+        where = f"model.architecture.options[{index}]"
+        if not option.key:
+            raise ValueError(f"{where} has no key; write options {{ key: ... value: ... }}.")
+        if option.key in options:
+            raise ValueError(f"{where}: key {option.key!r} is given twice.")
+        if option.key in _COMMON_ARGUMENTS:
+            raise ValueError(
+                f"{where}: {option.key!r} is set by the architecture's own field; set "
+                f"model.architecture.{option.key} instead of an option."
+            )
+        options[option.key] = option_value(option.value)
+    return options
+
+
+def _check_keywords(factory, name: str, kwargs: Mapping[str, object]) -> None:
+    """ValueError naming the options the architecture does not take (before calling it)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = {p.name for p in parameters}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(
+            f"architecture {name!r} takes no argument {', '.join(map(repr, unknown))}; "
+            f"it takes {', '.join(sorted(accepted - {'self'}))}. Fix model.architecture.options."
+        )
+
+
 def build(
     model_config: model_pb2.FastSegmentationModel,
     *,
@@ -47,36 +145,38 @@ def build(
         (multi-device training).
 
     Raises:
-      ValueError: no model is set, or a value the model rejects (named).
+      ValueError: no model is set, an unknown architecture, backbone or option (the message
+        lists the known names), or a value the model rejects (named).
     """
-    kind = model_config.WhichOneof("model")
-    if kind is None:
-        raise ValueError(
-            "the config has no model: add model { icnet { ... } } or { pspnet { ... } }."
-        )
-    config = getattr(model_config, kind)
+    kind, config = _model_config(model_config)
+    factory = _architecture(kind, config)
     if not config.HasField("filter_scale"):
         raise ValueError(f"model.{kind}.filter_scale is required (1.0 for the full model).")
     widths = config_layer_widths(model_config)
     widths.update(layer_widths or {})
-    kwargs = dict(
-        num_classes=config.num_classes,
+    kwargs: dict[str, object] = dict(
         filter_scale=config.filter_scale,
-        backbone=config.feature_extractor.type,
         hyperparams=hyperparams_builder.build(config.hyperparams),
         upsample_logits=config.loss.upsample_logits,
         layer_widths=widths or None,
         sync_batch_norm=sync_batch_norm,
     )
+    backbone = config.feature_extractor.type
+    if backbone or kind != ARCHITECTURE_KIND:
+        if backbone not in BACKBONES:
+            raise ValueError(
+                f"model.{kind}.feature_extractor.type: {BACKBONES.unknown_message(backbone)}"
+            )
+        kwargs["backbone"] = backbone
     if config.pooling_factors:
         kwargs["pooling_factors"] = tuple(config.pooling_factors)
-    if kind == "icnet":
-        return ICNet(
-            pretrain_single_branch_mode=config.pretrain_single_branch_mode,
-            mobile_ops_only=config.mobile_ops_only,
-            **kwargs,
-        )
-    return PSPNet(**kwargs)
+    kwargs.update(_options(kind, config))
+    name = config.name if kind == ARCHITECTURE_KIND else kind
+    _check_keywords(factory, name, kwargs)
+    return factory(config.num_classes, **kwargs)
+
+
+_model_config = model_config  # ``build``'s argument shadows the accessor's name
 
 
 def config_layer_widths(model_config: model_pb2.FastSegmentationModel) -> dict[str, int]:

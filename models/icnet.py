@@ -18,6 +18,7 @@ the fast PSP module, ``Predictions/Conv`` (logits at 1/8) and an aux classifier 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
@@ -28,12 +29,17 @@ from models.layers.cascade_feature_fusion import CascadeFeatureFusion
 from models.layers.conv_bn import ConvBN, PredictionConv
 from models.layers.interp import interp, interp_size
 from models.layers.pyramid_pooling import FastPyramidPooling
+from models.registry import ARCHITECTURES
 from models.segmentation_model import ScopedLayer, SegmentationModel
+
+if TYPE_CHECKING:
+    from core.pruning.dependency import ChannelGraph, ChannelGroup
 
 # (scope, nominal filters, stride) of the full-resolution branch.
 FULL_BRANCH = (("Conv", 64, 2), ("Conv_1", 64, 2), ("Conv_2", 128, 2), ("Conv_3", 256, 1))
 
 
+@ARCHITECTURES.register("icnet")
 class ICNet(SegmentationModel):
     """ICNet with a dilated ResNet-50 or MobileNetV2 backbone.
 
@@ -259,3 +265,45 @@ class ICNet(SegmentationModel):
 
     def aux_scopes(self) -> tuple[str, ...]:
         return tuple(head.scope for head in self.aux_heads)
+
+    def prediction_scopes(self) -> tuple[str, ...]:
+        return (self.predictions.scope, *self.aux_scopes())
+
+    # -- pruning structure ---------------------------------------------------------------------
+
+    def declare_channels(self, graph: ChannelGraph) -> None:
+        """Backbone; the fast PSP conv (its pyramid sum keeps the channels); the full branch
+        from the image; each CFF unit sums its DilatedConv (coarse input) and its projection
+        Conv (fine input) into one group, which the aux head of that stage reads zoomed."""
+        endpoints = self.backbone.declare_channels(graph)
+        final = endpoints[self.backbone.final_endpoint]
+        graph.read(self.psp.conv, final)
+        quarter = graph.produce(self.psp.conv)
+        if self.pretrain_single_branch_mode:
+            graph.read(self.predictions, quarter)
+            graph.read(self.aux_heads[0], endpoints[self.backbone.default_aux_endpoint])
+            return
+        full: ChannelGroup | None = None
+        for conv in self.full_branch:
+            graph.read(conv, full, channels=3)
+            full = graph.produce(conv)
+        coarse = quarter
+        fines = (endpoints[self.backbone.early_endpoint], full)
+        for unit, fine, aux in zip(self.cff, fines, self.aux_heads, strict=True):
+            graph.read(unit.dilated_conv, coarse)
+            graph.read(unit.projection_conv, fine)
+            graph.read(aux, coarse)  # the aux head sees the zoomed coarse input
+            fused = graph.produce(unit.dilated_conv)
+            graph.join(fused, unit.projection_conv)
+            coarse = fused
+        graph.read(self.predictions, coarse)
+
+    def pruning_units(self) -> dict[str, tuple[str, ...]]:
+        """The backbone's units, ``FastPSPModule``, ``full_branch`` and the CFF units."""
+        units = super().pruning_units()
+        units["FastPSPModule"] = tuple(layer.scope for layer in self.psp.scoped_layers())
+        if self.full_branch:
+            units["full_branch"] = tuple(conv.scope for conv in self.full_branch)
+        for unit in self.cff:
+            units[unit.scope] = tuple(layer.scope for layer in unit.scoped_layers())
+        return units

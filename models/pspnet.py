@@ -15,6 +15,7 @@ chooses.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
@@ -24,9 +25,14 @@ from models.hyperparams import ConvHyperparams
 from models.layers.conv_bn import PredictionConv
 from models.layers.interp import interp, interp_size
 from models.layers.pyramid_pooling import PyramidPoolingModule
+from models.registry import ARCHITECTURES
 from models.segmentation_model import ScopedLayer, SegmentationModel
 
+if TYPE_CHECKING:
+    from core.pruning.dependency import ChannelGraph
 
+
+@ARCHITECTURES.register("pspnet")
 class PSPNet(SegmentationModel):
     """PSPNet with a dilated backbone.
 
@@ -162,3 +168,29 @@ class PSPNet(SegmentationModel):
     def head_segments(self) -> tuple[str, ...]:
         """The pyramid pooling module (``PSPModule``)."""
         return ("PSPModule",)
+
+    def prediction_scopes(self) -> tuple[str, ...]:
+        return (self.predictions.scope, self.aux_head.scope)
+
+    # -- pruning structure ---------------------------------------------------------------------
+
+    def declare_channels(self, graph: ChannelGraph) -> None:
+        """Backbone; one group per pyramid level; ``PSPModule/Conv_4`` reads
+        ``concat([features, level 0, .., level n-1])`` (input first); the aux head reads its
+        backbone endpoint."""
+        endpoints = self.backbone.declare_channels(graph)
+        final = endpoints[self.backbone.final_endpoint]
+        levels = []
+        for branch in self.psp.branches:
+            graph.read(branch, final)
+            levels.append(graph.produce(branch))
+        graph.read(self.psp.fuse, final, *levels)
+        fused = graph.produce(self.psp.fuse)
+        graph.read(self.predictions, fused)
+        graph.read(self.aux_head, endpoints[self.aux_endpoint])
+
+    def pruning_units(self) -> dict[str, tuple[str, ...]]:
+        """The backbone's units and ``PSPModule``."""
+        units = super().pruning_units()
+        units["PSPModule"] = tuple(layer.scope for layer in self.psp.scoped_layers())
+        return units

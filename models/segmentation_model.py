@@ -1,11 +1,46 @@
-"""Common base of ICNet and PSPNet: the model contract and slim-name access.
+"""The model contract (DESIGN.md rule 4) and the common base of ICNet and PSPNet.
 
-Contract (DESIGN.md rule 4), used by the trainer, evaluator, exporter and pruner:
-  ``preprocess(images)``: float32 RGB [batch, H, W, 3] in [0, 255] -> normalised images.
-  ``predict(preprocessed, training)``: dict of logits keyed by ``models.outputs`` constants;
-    auxiliary logits are present only when ``training`` is True.
+The trainer, evaluator, exporter and pruner use a model only through the methods below; none of
+them looks at a concrete class or a private attribute. A new architecture subclasses
+:class:`SegmentationModel` (or implements the same methods), registers itself in
+:data:`models.registry.ARCHITECTURES` and is then built from ``model { architecture { name:
+"..." } }``. What each method must do:
+
+Running:
+  ``preprocess(images)``: float32 RGB [batch, H, W, 3] in [0, 255] -> the network's input
+    (normalised the way its backbone was pretrained). Pure; no variables.
+  ``predict(preprocessed, training)``: dict of logits keyed by ``models.outputs`` constants,
+    float32 [batch, h, w, num_classes]; ``outputs.LOGITS`` is always present, auxiliary
+    logits only when ``training`` is True. ``training`` is a Python bool (BN mode).
   ``postprocess(logits, output_size)``: int32 class ids [batch, out_h, out_w].
-  ``output_specs(training)``: scale and loss-weight field of each output, for the loss code.
+  ``output_specs(training)``: one :class:`models.outputs.OutputSpec` per ``predict`` output:
+    its scale relative to the input, and its loss weight (a config field name, read by
+    ``builders/losses_builder.py`` from the model's config message, or a fixed default).
+  ``min_input_size()``: smallest (height, width) the network accepts.
+  ``build_variables(input_size)``: creates every variable (auxiliary heads included).
+
+Names (checkpoints, fine-tuning, export):
+  ``scoped_layers()`` / ``named_layers()``: every conv block with its slim scope.
+  ``named_variables()``: slim variable name -> variable, as in the original's checkpoints.
+  ``aux_scopes()``: scopes of the training-only classifiers (not counted, not exported).
+
+Pruning structure (``core/pruning``; ``compress.py`` and ``sensitivity.py``):
+  ``declare_channels(graph)``: describes the channel flow on a
+    :class:`core.pruning.dependency.ChannelGraph` with its four calls. ``graph.read(conv,
+    *groups)`` for every conv: the groups it reads, concatenated in this order (``None`` with
+    ``channels=3`` for the image); ``graph.produce(conv)`` when a conv's output starts a new
+    channel space; ``graph.join(group, conv)`` when a conv's output is summed onto an existing
+    group (residual adds, fusion sums: they must keep one mask); ``graph.pass_through(group,
+    conv)`` for a depthwise conv. Resizes, pooling and activations are transparent. The model
+    calls ``self.backbone.declare_channels(graph)`` for the backbone's part, which returns the
+    endpoints' groups. Every conv of ``named_layers()`` must be read (the pruner checks it
+    against the kernels). Prediction convs are read, never produced: they are not pruned.
+  ``pruning_units()``: ordered unit name -> conv scopes, the parts that sensitivity analysis
+    prunes alone (``stem``, ``block1``, ``FastPSPModule``, ``full_branch``, ...).
+  ``prediction_scopes()``: scopes of every classifier conv (main and auxiliary), whose width is
+    the number of classes and which are never pruned.
+  A model that does not implement ``declare_channels`` cannot be pruned; the pruner says so.
+
 Losses live in ``core/training/losses.py``.
 
 ``predict`` deliberately overrides ``keras.Model.predict`` (the batch-inference loop, unused here):
@@ -15,6 +50,7 @@ the contract's name wins. Calling the model (``model(x, training=...)``) is the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -26,6 +62,9 @@ from models.backbones.base import Backbone
 from models.layers.conv_bn import ConvBN, PredictionConv
 from models.layers.interp import resize_bilinear
 from models.widths import WidthResolver
+
+if TYPE_CHECKING:  # only for hints: core.pruning imports the models at run time
+    from core.pruning.dependency import ChannelGraph
 
 ScopedLayer = ConvBN | PredictionConv
 
@@ -40,7 +79,7 @@ class SegmentationModel(keras.Model):
       num_classes: number of classes of the logits, >= 1.
       filter_scale: fraction of filters kept in every compressible conv, in (0, 1].
       layer_widths: conv scope -> number of filters, overriding ``filter_scale``'s widths.
-      backbone: the feature extractor's name (``models.backbones.BACKBONES``).
+      backbone: the feature extractor's name (``models.registry.BACKBONES``).
       backbone_weight_decay: L2 weight of the backbone convs (0: none, as the original).
       atrous_rates: dilation of the last two backbone stages.
       sync_batch_norm: synchronise batch-norm statistics across replicas.
@@ -174,6 +213,23 @@ class SegmentationModel(keras.Model):
 
     def aux_scopes(self) -> tuple[str, ...]:
         """Scopes of the training-only classifier convs."""
+        raise NotImplementedError
+
+    # -- pruning structure (module docstring) ----------------------------------------------------
+
+    def declare_channels(self, graph: ChannelGraph) -> None:
+        """Describes the model's channel flow on ``graph`` (see the module docstring)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} declares no channel structure; implement declare_channels "
+            "to prune it (see models/segmentation_model.py)."
+        )
+
+    def pruning_units(self) -> dict[str, tuple[str, ...]]:
+        """Unit name -> conv scopes, in model order: the backbone's units, then the head's."""
+        return dict(self.backbone.pruning_units())
+
+    def prediction_scopes(self) -> tuple[str, ...]:
+        """Scopes of every classifier conv, main and auxiliary (never pruned)."""
         raise NotImplementedError
 
     # -- gradient checkpointing -----------------------------------------------------------------

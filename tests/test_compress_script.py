@@ -17,7 +17,7 @@ import tensorflow as tf
 from builders import config_util, model_builder
 from core.analysis import latency
 from core.checkpoints import checkpoint_utils
-from core.pruning import compression
+from runners import compress as compression
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -17,7 +17,7 @@ import pytest
 
 from builders import compressor_builder, config_util, model_builder
 from core.checkpoints import checkpoint_init, checkpoint_utils
-from core.pruning import compression
+from runners import compress as compression
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "two_stage_synthetic")

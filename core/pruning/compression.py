@@ -1,6 +1,8 @@
-"""compress.py's library call: prune a trained checkpoint, write the slimmer model and its config.
+"""The pieces of compression that need no config: widths, checkpoint, summary, plots, latency.
 
-Writes into ``output_dir``:
+``runners/compress.py`` (what ``compress.py`` runs) loads the config and the checkpoint, prunes
+with :class:`core.pruning.FilterPruner`, builds the pruned model from the written config and
+uses this module for the rest. Together they write into ``output_dir``:
   ``pruned_model.ckpt.{index,data-*}`` (+ a ``checkpoint`` state file): every variable of the
     pruned model, in our checkpoint format, with ``step`` 0;
   ``pipeline.config``: the input config with the model's shape changed so that it builds the
@@ -28,7 +30,6 @@ from collections.abc import Sequence
 import tensorflow as tf
 from absl import logging
 
-from builders import compressor_builder, config_util, model_builder
 from core import file_utils
 from core.analysis import flops, latency
 from core.checkpoints import checkpoint_utils
@@ -48,9 +49,13 @@ class CompressionOutput:
     summary: dict
 
 
-def _conv_widths(model) -> dict[str, int]:
-    """Output filters of every non-depthwise, non-prediction conv of a (constructed) model."""
-    prediction = {model.predictions.scope, *model.aux_scopes()}
+def conv_widths(model) -> dict[str, int]:
+    """Output filters of every non-depthwise, non-prediction conv of a (constructed) model.
+
+    Args:
+      model: a model implementing the contract's ``named_layers`` and ``prediction_scopes``.
+    """
+    prediction = set(model.prediction_scopes())
     return {
         scope: layer.filters
         for scope, layer in model.named_layers().items()
@@ -58,39 +63,7 @@ def _conv_widths(model) -> dict[str, int]:
     }
 
 
-def pruned_model_config(pipeline, widths: dict[str, int], factor: float):
-    """A copy of the pipeline config whose model builds with exactly ``widths``.
-
-    Tries ``filter_scale * factor`` first (the issue's uniform case); otherwise keeps the
-    filter_scale and lists the smallest set of ``layer_widths`` that gives ``widths``.
-    """
-    kind = pipeline.model.WhichOneof("model")
-    candidate = type(pipeline)()
-    candidate.CopyFrom(pipeline)
-    model_config = getattr(candidate.model, kind)
-    model_config.ClearField("layer_widths")
-    original_scale = model_config.filter_scale
-    model_config.filter_scale = original_scale * factor
-    try:
-        if _conv_widths(model_builder.build(candidate.model)) == widths:
-            return candidate
-    except ValueError as error:  # e.g. a rounding rule that cannot give these widths
-        logging.info("Uniform filter_scale does not fit the pruned widths: %s", error)
-    model_config.filter_scale = original_scale
-    chosen: dict[str, int] = {}
-    for _ in range(len(widths) + 1):  # each round fixes at least one width
-        model_config.ClearField("layer_widths")
-        for scope, filters in sorted(chosen.items()):
-            model_config.layer_widths.add(scope=scope, filters=filters)
-        built = _conv_widths(model_builder.build(candidate.model))
-        wrong = {s: w for s, w in widths.items() if built.get(s) != w}
-        if not wrong:
-            return candidate
-        chosen.update(wrong)
-    raise RuntimeError("could not express the pruned widths as layer_widths.")
-
-
-def _save_checkpoint(model, output_dir: str) -> str:
+def save_checkpoint(model, output_dir: str) -> str:
     """Writes ``<output_dir>/pruned_model.ckpt`` via a temporary folder, then renames."""
     os.makedirs(output_dir, exist_ok=True)
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
@@ -138,7 +111,7 @@ def plot_l1_norms(result: PruneResult, output_dir: str) -> list[str]:
     return paths
 
 
-def _check_size(size: Sequence[int], flag: str, model) -> tuple[int, int]:
+def check_size(size: Sequence[int], flag: str, model) -> tuple[int, int]:
     """(height, width) from a flag value, checked against the model's smallest input."""
     if len(size) != 2 or any(int(n) <= 0 for n in size):
         raise ValueError(f"{flag} must be two positive integers H,W, got {list(size)}.")
@@ -175,7 +148,7 @@ def measure_latency(model, input_size: Sequence[int], runs: int) -> latency.Late
     return latency.measure(lambda: forward(images).numpy(), warmup=LATENCY_WARMUP, runs=runs)
 
 
-def _latency_report(model, pruned, size: tuple[int, int], runs: int) -> dict:
+def latency_report(model, pruned, size: tuple[int, int], runs: int) -> dict:
     """Latency of the original and the pruned model, as summary entries (and a log line)."""
     before = measure_latency(model, size, runs)
     after = measure_latency(pruned, size, runs)
@@ -199,83 +172,26 @@ def _latency_report(model, pruned, size: tuple[int, int], runs: int) -> dict:
     return report
 
 
-def compress(
-    *,
-    config_path: str,
-    input_checkpoint: str,
-    output_dir: str,
-    compression_factor: float = 0.5,
-    prune_config_path: str | None = None,
-    skippable_nodes: Sequence[str] = (),
-    soft_apply: bool = False,
-    interactive: bool = False,
-    flops_input_size: Sequence[int] | None = (1025, 2049),
-    latency_input_size: Sequence[int] | None = None,
-    latency_runs: int = 3,
-) -> CompressionOutput:
-    """Prunes ``input_checkpoint`` (a model of ``config_path``) and writes the results.
-
-    Args:
-      config_path: pipeline config the checkpoint was trained with.
-      input_checkpoint: checkpoint prefix or training directory.
-      output_dir: folder for the files listed in the module docstring.
-      compression_factor: fraction of filters kept, in (0, 1].
-      prune_config_path: optional ``.prune_config``: skip_node entries, and node specs whose
-        ``source`` ties two convs' masks (see ``builders/compressor_builder.py``).
-      skippable_nodes: extra node names / conv scopes never pruned.
-      soft_apply: zero pruned channels and keep the shapes (and the config).
-      interactive: also write the L1-norm plots.
-      flops_input_size: (height, width) for the FLOPs count, or None to skip it.
-      latency_input_size: (height, width) for the CPU latency of both models, or None to skip
-        it (also skipped with ``soft_apply``).
-      latency_runs: timed forward passes per model.
+def transfer_tensors(pruned, result: PruneResult) -> None:
+    """Assigns the pruned tensors to the variables of ``pruned`` (built with the new widths).
 
     Raises:
-      ConfigError, CheckpointError, ValueError: with the file, flag or layer named.
+      RuntimeError: a variable of ``pruned`` has no pruned tensor.
+      CheckpointError: a tensor's shape does not fit its variable.
     """
-    pipeline = config_util.load_pipeline_config(config_path)
-    prune_config = config_util.load_prune_config(prune_config_path) if prune_config_path else None
-    model = model_builder.build(pipeline.model)
-    if latency_input_size and not soft_apply:
-        latency_size = _check_size(latency_input_size, "--latency_input_size", model)
-        if latency_runs < 1:
-            raise ValueError(f"--latency_runs must be at least 1, got {latency_runs}.")
-    else:
-        latency_size = None
-    checkpoint_utils.restore_model(model, input_checkpoint)
-    pruner = compressor_builder.build(
-        prune_config,
-        compression_factor=compression_factor,
-        known_scopes=set(model.named_layers()),
-        skip_nodes=skippable_nodes,
-        soft_apply=soft_apply,
-        source=prune_config_path or "prune config",
-    )
-    result = pruner.prune(model)
-    if soft_apply:
-        new_pipeline = pipeline
-    else:
-        new_pipeline = pruned_model_config(pipeline, result.layer_widths, compression_factor)
-    pruned = model_builder.build(new_pipeline.model)
     variables = checkpoint_utils.ensure_named_variables(pruned)
     missing = sorted(set(variables) - set(result.tensors))
     if missing:
         raise RuntimeError(f"pruned tensors lack model variables: {missing[:5]}")
     checkpoint_utils.assign_named_tensors(variables, result.tensors, "the pruned tensors")
-    checkpoint = _save_checkpoint(pruned, output_dir)
-    config_path_out = config_util.write_pipeline_config(new_pipeline, output_dir)
+
+
+def size_summary(model, pruned, flops_input_size: Sequence[int] | None) -> dict:
+    """Parameters (and FLOPs at ``flops_input_size`` unless None) before and after; logged."""
     summary = {
-        "compression_factor": compression_factor,
-        "soft_apply": soft_apply,
-        "groups_pruned": len(result.masks),
-        "groups_total": len(result.graph.groups),
         "params_before": model.count_parameters(),
         "params_after": pruned.count_parameters(),
     }
-    kind = new_pipeline.model.WhichOneof("model")
-    model_config = getattr(new_pipeline.model, kind)
-    summary["filter_scale"] = model_config.filter_scale
-    summary["layer_widths"] = {entry.scope: entry.filters for entry in model_config.layer_widths}
     if flops_input_size:
         before = flops.compute_flops(model, flops_input_size)
         after = flops.compute_flops(pruned, flops_input_size)
@@ -290,13 +206,11 @@ def compress(
         if flops_input_size
         else "",
     )
-    if latency_size:
-        summary.update(_latency_report(model, pruned, latency_size, latency_runs))
-    elif latency_input_size:
-        logging.info("--soft_apply keeps every shape: latency before and after is the same.")
-    if interactive:
-        summary["plots"] = plot_l1_norms(result, output_dir)
-    file_utils.atomic_write_text(
-        os.path.join(output_dir, SUMMARY_NAME), json.dumps(summary, indent=2) + "\n"
-    )
-    return CompressionOutput(checkpoint, config_path_out, summary)
+    return summary
+
+
+def write_summary(summary: dict, output_dir: str) -> str:
+    """Writes ``compression_summary.json``; returns its path."""
+    path = os.path.join(output_dir, SUMMARY_NAME)
+    file_utils.atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return path

@@ -14,23 +14,27 @@ element, so it must be pruned with a single keep-mask:
   ``[block4, branch 0, .., branch 3]``). Resizes, pooling, the fast pyramid sum and ReLUs act per
   channel, so they are transparent.
 
-The graph is derived from the model's own structure (its layer objects and the way ``call``
-wires them, which the model code documents), not from a traced TF graph: the pieces that decide
-channel sharing are few and explicit, and each is covered by the exactness tests in
-``tests/core/pruning/test_pruning.py``. Prediction convs are consumers only; they are never pruned.
+The graph comes from the model through its contract (``models/segmentation_model.py``): the
+model's ``declare_channels(graph)`` describes how its ``call`` wires its convs with the four
+calls :meth:`ChannelGraph.read`, :meth:`~ChannelGraph.produce`, :meth:`~ChannelGraph.join` and
+:meth:`~ChannelGraph.pass_through`, and asks its backbone to do the same for the backbone's
+part. This module knows no concrete model: it only records the declarations and checks them
+against the built kernels. The pieces that decide channel sharing are few and explicit, and each
+is covered by the exactness tests in ``tests/core/pruning/test_pruning.py``. Prediction convs are consumers only; they are never pruned.
 A prune config's ``source`` entries can tie two groups into one (:meth:`ChannelGraph.merge`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
-from models.backbones.mobilenet_v2 import DilatedMobileNetV2
-from models.backbones.resnet_v1 import DilatedResNet50
-from models.icnet import ICNet
-from models.layers.conv_bn import ConvBN
-from models.pspnet import PSPNet
-from models.segmentation_model import SegmentationModel
+
+class ScopedConv(Protocol):
+    """What the graph needs of a conv: its slim scope and its number of output filters."""
+
+    scope: str
+    filters: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,14 +82,14 @@ class ChannelGraph:
 
     # -- construction ----------------------------------------------------------------------
 
-    def produce(self, conv: ConvBN) -> ChannelGroup:
+    def produce(self, conv: ScopedConv) -> ChannelGroup:
         """Starts a new group produced by ``conv``."""
         group = ChannelGroup(name=conv.scope, size=conv.filters)
         self.groups.append(group)
         self.join(group, conv)
         return group
 
-    def join(self, group: ChannelGroup, conv: ConvBN) -> None:
+    def join(self, group: ChannelGroup, conv: ScopedConv) -> None:
         """Adds ``conv`` as one more producer of ``group`` (a residual or fusion sum)."""
         if conv.filters != group.size:
             raise ValueError(
@@ -96,7 +100,7 @@ class ChannelGraph:
         self.group_of[conv.scope] = group
         self._layers[conv.scope] = conv
 
-    def pass_through(self, group: ChannelGroup | None, conv: ConvBN) -> ChannelGroup | None:
+    def pass_through(self, group: ChannelGroup | None, conv: ScopedConv) -> ChannelGroup | None:
         """Registers a depthwise conv on ``group``; returns the group (its output)."""
         if group is not None:
             group.passthrough.append(conv.scope)
@@ -108,7 +112,7 @@ class ChannelGraph:
         """Registers ``layer`` as reading the concatenation of ``inputs`` (None = the image).
 
         Args:
-          layer: a ConvBN or PredictionConv.
+          layer: any conv with a ``scope`` (a ConvBN or a PredictionConv).
           inputs: groups concatenated in this order along channels; None stands for a fixed,
             unprunable input of ``channels`` channels (the RGB image).
           channels: width of the None input.
@@ -151,7 +155,7 @@ class ChannelGraph:
         self.groups = [group for group in self.groups if group is not gone]
         return keep
 
-    def check(self, model: SegmentationModel) -> None:
+    def check(self, model) -> None:
         """Checks that every scoped layer is covered and input widths match the kernels.
 
         Raises:
@@ -163,7 +167,8 @@ class ChannelGraph:
             if scope not in self.input_channels:
                 raise ValueError(
                     f"{self.model_name}: conv {scope} is not in the channel graph; "
-                    "core/pruning/dependency.py must learn where its input comes from."
+                    f"{type(model).__name__}.declare_channels must read it (say where its "
+                    "input comes from)."
                 )
             weights = "depthwise_weights" if getattr(layer, "depthwise", False) else "weights"
             cin = int(variables[f"{scope}/{weights}"].shape[2])
@@ -174,115 +179,31 @@ class ChannelGraph:
                 )
 
 
-def _resnet(graph: ChannelGraph, backbone: DilatedResNet50) -> dict[str, ChannelGroup]:
-    graph.read(backbone.root, None, channels=3)
-    current = graph.produce(backbone.root)
-    endpoints = {}
-    for index, block_slice in enumerate(backbone._block_slices):
-        for unit in backbone.units[block_slice]:
-            graph.read(unit.conv1, current)
-            if unit.shortcut is not None:
-                graph.read(unit.shortcut, current)
-                output = graph.produce(unit.shortcut)
-            else:
-                output = current  # identity shortcut: conv3 adds onto the input's channels
-            inner = graph.produce(unit.conv1)
-            graph.read(unit.conv2, inner)
-            inner = graph.produce(unit.conv2)
-            graph.read(unit.conv3, inner)
-            graph.join(output, unit.conv3)
-            current = output
-        endpoints[f"block{index + 1}"] = current
-    return endpoints
-
-
-def _mobilenet(graph: ChannelGraph, backbone: DilatedMobileNetV2) -> dict[str, ChannelGroup]:
-    from models.backbones.mobilenet_v2 import layer_name
-
-    graph.read(backbone.stem, None, channels=3)
-    current = graph.produce(backbone.stem)
-    endpoints = {}
-    for index, block in enumerate(backbone.blocks):
-        inner = current
-        if block.expand is not None:
-            graph.read(block.expand, current)
-            inner = graph.produce(block.expand)
-        graph.read(block.depthwise, inner)
-        inner = graph.pass_through(inner, block.depthwise)
-        graph.read(block.project, inner)
-        if block.residual:
-            graph.join(current, block.project)
-        else:
-            current = graph.produce(block.project)
-        endpoints[layer_name(index)] = current
-    return endpoints
-
-
-def _backbone(graph: ChannelGraph, backbone) -> dict[str, ChannelGroup]:
-    if isinstance(backbone, DilatedResNet50):
-        return _resnet(graph, backbone)
-    if isinstance(backbone, DilatedMobileNetV2):
-        return _mobilenet(graph, backbone)
-    raise ValueError(f"No channel-dependency rules for backbone {type(backbone).__name__}.")
-
-
-def _icnet(graph: ChannelGraph, model: ICNet) -> None:
-    endpoints = _backbone(graph, model.backbone)
-    final = endpoints[model.backbone.final_endpoint]
-    graph.read(model.psp.conv, final)  # the fast pyramid sum keeps the channels
-    quarter = graph.produce(model.psp.conv)
-    if model.pretrain_single_branch_mode:
-        graph.read(model.predictions, quarter)
-        graph.read(model.aux_heads[0], endpoints[model.backbone.default_aux_endpoint])
-        return
-    full: ChannelGroup | None = None
-    for conv in model.full_branch:
-        graph.read(conv, full, channels=3)
-        full = graph.produce(conv)
-    coarse = quarter
-    fines = (endpoints[model.backbone.early_endpoint], full)
-    for unit, fine, aux in zip(model.cff, fines, model.aux_heads, strict=True):
-        graph.read(unit.dilated_conv, coarse)
-        graph.read(unit.projection_conv, fine)
-        graph.read(aux, coarse)  # the aux head sees the zoomed coarse input
-        fused = graph.produce(unit.dilated_conv)
-        graph.join(fused, unit.projection_conv)
-        coarse = fused
-    graph.read(model.predictions, coarse)
-
-
-def _pspnet(graph: ChannelGraph, model: PSPNet) -> None:
-    endpoints = _backbone(graph, model.backbone)
-    final = endpoints[model.backbone.final_endpoint]
-    levels = []
-    for branch in model.psp.branches:
-        graph.read(branch, final)
-        levels.append(graph.produce(branch))
-    # The fuse conv reads concat([features, level 0, .., level n-1]) (input first).
-    graph.read(model.psp.fuse, final, *levels)
-    fused = graph.produce(model.psp.fuse)
-    graph.read(model.predictions, fused)
-    graph.read(model.aux_head, endpoints[model.aux_endpoint])
-
-
-def build_channel_graph(model: SegmentationModel) -> ChannelGraph:
-    """Finds the channel groups of a built ICNet or PSPNet.
+def build_channel_graph(model) -> ChannelGraph:
+    """The channel groups a built model declares (its ``declare_channels``), checked.
 
     Args:
-      model: a built model (``model.build_variables()`` has run).
+      model: a built model (``model.build_variables()`` has run) that implements the pruning
+        structure of the model contract (``models/segmentation_model.py``).
 
     Returns:
       The :class:`ChannelGraph`, checked against the model's kernels.
 
     Raises:
-      ValueError: for an unknown model or backbone, or if the graph disagrees with the kernels.
+      ValueError: the model declares no channel structure, or the declared graph disagrees
+        with the kernels (naming the conv).
     """
-    graph = ChannelGraph(model.name)
-    if isinstance(model, ICNet):
-        _icnet(graph, model)
-    elif isinstance(model, PSPNet):
-        _pspnet(graph, model)
-    else:
-        raise ValueError(f"No channel-dependency rules for model {type(model).__name__}.")
+    name = getattr(model, "name", type(model).__name__)
+    declare = getattr(model, "declare_channels", None)
+    if not callable(declare):
+        raise ValueError(
+            f"{type(model).__name__} declares no channel structure; implement declare_channels "
+            "to prune it (see models/segmentation_model.py)."
+        )
+    graph = ChannelGraph(name)
+    try:
+        declare(graph)
+    except NotImplementedError as error:  # the contract's default: nothing declared
+        raise ValueError(str(error)) from None
     graph.check(model)
     return graph

@@ -1,19 +1,19 @@
-"""Dilated backbones and the name -> constructor map used by the segmentation models."""
+"""Dilated backbones, registered by name in :data:`models.registry.BACKBONES`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from models.backbones import mobilenet_v2, resnet_v1
 from models.backbones.base import Backbone
 from models.backbones.mobilenet_v2 import DilatedMobileNetV2
 from models.backbones.resnet_v1 import DilatedResNet50
-from models.hyperparams import slim_mobilenet_hyperparams, slim_resnet_hyperparams
+from models.registry import BACKBONES, UnknownNameError
 from models.widths import WidthResolver
 
-# The original's `feature_extractor.type` values.
-RESNET50 = "dilated_resnet50"
-MOBILENET_V2 = "dilated_mobilenet"
-BACKBONES = (RESNET50, MOBILENET_V2)
+# The original's `feature_extractor.type` values; each backbone module registers its factory.
+RESNET50 = resnet_v1.REGISTERED_NAME
+MOBILENET_V2 = mobilenet_v2.REGISTERED_NAME
 
 
 def build_backbone(
@@ -23,10 +23,11 @@ def build_backbone(
     atrous_rates: Sequence[int] = (2, 4),
     sync_batch_norm: bool = False,
 ) -> Backbone:
-    """Builds a backbone under the ``SharedFeatureExtractor`` scope.
+    """Builds the backbone registered as ``name`` under the ``SharedFeatureExtractor`` scope.
 
     Args:
-      name: "dilated_resnet50" or "dilated_mobilenet".
+      name: a name of :data:`models.registry.BACKBONES` ("dilated_resnet50",
+        "dilated_mobilenet", or one registered by your code).
       widths: width resolver shared with the head.
       weight_decay: L2 weight of the backbone kernels (the original used 0).
       atrous_rates: dilation of the two dilated stages: ResNet blocks 3 and 4, MobileNetV2
@@ -34,23 +35,21 @@ def build_backbone(
       sync_batch_norm: synchronise BN across replicas.
 
     Raises:
-      ValueError: for an unknown name.
+      ValueError: for an unknown name (the message lists the registered ones).
     """
-    if name == RESNET50:
-        return DilatedResNet50(
-            widths,
-            slim_resnet_hyperparams(weight_decay),
-            atrous_rates=atrous_rates,
-            sync_batch_norm=sync_batch_norm,
-        )
-    if name == MOBILENET_V2:
-        return DilatedMobileNetV2(
-            widths,
-            slim_mobilenet_hyperparams(weight_decay),
-            atrous_rates=atrous_rates,
-            sync_batch_norm=sync_batch_norm,
-        )
-    raise ValueError(f"Unknown feature_extractor type {name!r}; expected one of {list(BACKBONES)}.")
+    try:
+        factory = BACKBONES.get(name)
+    except UnknownNameError:
+        known = ", ".join(BACKBONES.names())
+        raise ValueError(
+            f"Unknown feature_extractor type {name!r}; known backbones: {known}."
+        ) from None
+    return factory(
+        widths,
+        weight_decay=weight_decay,
+        atrous_rates=atrous_rates,
+        sync_batch_norm=sync_batch_norm,
+    )
 
 
 __all__ = [

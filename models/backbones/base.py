@@ -8,17 +8,24 @@ stride 8 (the early one ends at stride 8, the late one is dilated).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import tensorflow as tf
 
 from models.layers.conv_bn import ConvBN
+
+if TYPE_CHECKING:  # only for hints: core.pruning imports the models at run time
+    from core.pruning.dependency import ChannelGraph, ChannelGroup
 
 
 class Backbone(keras.layers.Layer):
     """Base class of the dilated backbones.
 
     Subclasses set the class attributes and implement ``call_early``, ``call_late``,
-    ``preprocess`` and ``scoped_layers``.
+    ``preprocess`` and ``scoped_layers``; to be prunable also ``declare_channels`` and
+    ``pruning_units`` (see :mod:`models.segmentation_model` for the contract). A new backbone
+    registers a factory in :data:`models.registry.BACKBONES`.
 
     Attributes:
       early_endpoint: name of the early stage's output (the ICNet 1/2-branch features).
@@ -64,3 +71,32 @@ class Backbone(keras.layers.Layer):
     def recompute_segments(self) -> tuple[str, ...]:
         """Scopes of the sub-blocks that can be recomputed in backprop (none by default)."""
         return ()
+
+    # -- pruning structure (see models.segmentation_model) -----------------------------------
+
+    def declare_channels(self, graph: ChannelGraph) -> dict[str, ChannelGroup]:
+        """Describes the backbone's channel flow on ``graph``; returns its endpoints' groups.
+
+        Must call ``graph.read`` for every conv (the image is ``None`` with ``channels=3``),
+        ``graph.produce`` for a conv whose output starts a channel space, ``graph.join`` for a
+        conv summed onto an existing one (residual adds) and ``graph.pass_through`` for a
+        depthwise conv.
+
+        Returns:
+          Endpoint name -> the channel group of that endpoint's tensor; at least
+          ``early_endpoint``, ``final_endpoint``, ``default_aux_endpoint`` and every name of
+          ``late_endpoints``.
+        """
+        raise NotImplementedError(
+            f"backbone {type(self).__name__} declares no channel structure; implement "
+            "declare_channels to prune it."
+        )
+
+    def pruning_units(self) -> dict[str, tuple[str, ...]]:
+        """Named parts of the backbone for sensitivity analysis: unit name -> conv scopes.
+
+        A unit is what ``sensitivity.py --granularity block`` prunes alone (``stem``,
+        ``block1``, ...); units are listed in model order. The default is one ``stem`` unit
+        holding every conv.
+        """
+        return {"stem": tuple(layer.scope for layer in self.scoped_layers())}

@@ -26,16 +26,23 @@ with slim's ``make_divisible(depth * filter_scale, 8)``, as the original did; ``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
 from models.backbones.base import Backbone
-from models.hyperparams import ConvHyperparams
+from models.hyperparams import ConvHyperparams, slim_mobilenet_hyperparams
 from models.layers.conv_bn import ConvBN
+from models.registry import BACKBONES
 from models.widths import WidthResolver
 
+if TYPE_CHECKING:
+    from core.pruning.dependency import ChannelGraph, ChannelGroup
+
 SLIM_SCOPE = "MobilenetV2"
+# The original's ``feature_extractor.type`` of this backbone.
+REGISTERED_NAME = "dilated_mobilenet"
 # (output filters, stride) of expanded_conv, expanded_conv_1 .. expanded_conv_16.
 INVERTED_RESIDUALS = (
     (16, 1),
@@ -252,3 +259,65 @@ class DilatedMobileNetV2(Backbone):
     def dilation_rates(self) -> dict[str, int]:
         """Dilation rate of every depthwise conv, keyed by scope."""
         return {block.depthwise.scope: block.depthwise.rate for block in self.blocks}
+
+    # -- pruning structure ---------------------------------------------------------------------
+
+    def declare_channels(self, graph: ChannelGraph) -> dict[str, ChannelGroup]:
+        """Stem, then per block: ``expand`` starts a group, ``depthwise`` passes it through,
+        ``project`` starts the block's output group or, in a residual block, is summed onto
+        the input's. Endpoints ``layer_2`` .. ``layer_18``."""
+        graph.read(self.stem, None, channels=3)
+        current = graph.produce(self.stem)
+        endpoints = {}
+        for index, block in enumerate(self.blocks):
+            inner = current
+            if block.expand is not None:
+                graph.read(block.expand, current)
+                inner = graph.produce(block.expand)
+            graph.read(block.depthwise, inner)
+            inner = graph.pass_through(inner, block.depthwise)
+            graph.read(block.project, inner)
+            if block.residual:
+                graph.join(current, block.project)
+            else:
+                current = graph.produce(block.project)
+            endpoints[layer_name(index)] = current
+        return endpoints
+
+    def stages(self) -> list[list[int]]:
+        """Block indices of each stage: a block without residual sum and the residual blocks
+        after it, which share its output channels (``[[0], [1, 2], [3, 4, 5], ...]``)."""
+        stages: list[list[int]] = []
+        for index, block in enumerate(self.blocks):
+            if block.residual and stages:
+                stages[-1].append(index)
+            else:
+                stages.append([index])
+        return stages
+
+    def pruning_units(self) -> dict[str, tuple[str, ...]]:
+        """``stem`` (Conv) and one ``expanded_conv_a-b`` unit per stage (blocks a..b)."""
+        units = {"stem": (self.stem.scope,)}
+        for stage in self.stages():
+            first, last = stage[0], stage[-1]
+            name = "expanded_conv" + (f"_{first}" if first else "")
+            name += f"-{last}" if last != first else ""
+            scopes = [layer.scope for i in stage for layer in self.blocks[i].scoped_layers()]
+            units[name] = tuple(scopes)
+        return units
+
+
+@BACKBONES.register(REGISTERED_NAME)
+def build_dilated_mobilenet(
+    widths: WidthResolver,
+    weight_decay: float = 0.0,
+    atrous_rates: Sequence[int] = (2, 4),
+    sync_batch_norm: bool = False,
+) -> DilatedMobileNetV2:
+    """The ``dilated_mobilenet`` backbone with slim's MobileNet hyperparams (see the class)."""
+    return DilatedMobileNetV2(
+        widths,
+        slim_mobilenet_hyperparams(weight_decay),
+        atrous_rates=atrous_rates,
+        sync_batch_norm=sync_batch_norm,
+    )

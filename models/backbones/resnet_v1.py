@@ -18,19 +18,26 @@ and 16 (see docs/models.md); ``atrous_rates`` can reproduce that.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
 from models.backbones.base import Backbone
-from models.hyperparams import ConvHyperparams
+from models.hyperparams import ConvHyperparams, slim_resnet_hyperparams
 from models.layers.conv_bn import ConvBN
 from models.recompute import run_segment
+from models.registry import BACKBONES
 from models.widths import WidthResolver
+
+if TYPE_CHECKING:
+    from core.pruning.dependency import ChannelGraph, ChannelGroup
 
 # ImageNet RGB mean subtracted by slim's VGG/ResNet preprocessing.
 RGB_MEAN = (123.68, 116.779, 103.939)
 SLIM_SCOPE = "resnet_v1_50"
+# The original's ``feature_extractor.type`` of this backbone.
+REGISTERED_NAME = "dilated_resnet50"
 # (base depth, number of units) per block.
 BLOCKS = ((64, 3), (128, 4), (256, 6), (512, 3))
 
@@ -235,3 +242,55 @@ class DilatedResNet50(Backbone):
     def dilation_rates(self) -> dict[str, int]:
         """Dilation rate of every 3x3 bottleneck conv, keyed by scope (for tests and docs)."""
         return {unit.conv2.scope: unit.conv2.rate for unit in self.units}
+
+    # -- pruning structure ---------------------------------------------------------------------
+
+    def declare_channels(self, graph: ChannelGraph) -> dict[str, ChannelGroup]:
+        """Root conv, then per unit: conv1 and the projection read the unit's input; conv3
+        is summed onto the projection's channels (first unit) or the input's (identity
+        shortcut), so a block's residual channels are one group. Endpoints ``block1..4``."""
+        graph.read(self.root, None, channels=3)
+        current = graph.produce(self.root)
+        endpoints = {}
+        for index, block_slice in enumerate(self._block_slices):
+            for unit in self.units[block_slice]:
+                graph.read(unit.conv1, current)
+                if unit.shortcut is not None:
+                    graph.read(unit.shortcut, current)
+                    output = graph.produce(unit.shortcut)
+                else:
+                    output = current  # identity shortcut: conv3 adds onto the input's channels
+                inner = graph.produce(unit.conv1)
+                graph.read(unit.conv2, inner)
+                inner = graph.produce(unit.conv2)
+                graph.read(unit.conv3, inner)
+                graph.join(output, unit.conv3)
+                current = output
+            endpoints[f"block{index + 1}"] = current
+        return endpoints
+
+    def pruning_units(self) -> dict[str, tuple[str, ...]]:
+        """``stem`` (conv1) and ``block1`` .. ``block4``."""
+        units = {"stem": (self.root.scope,)}
+        for index, block_slice in enumerate(self._block_slices):
+            scopes = [
+                layer.scope for unit in self.units[block_slice] for layer in unit.scoped_layers()
+            ]
+            units[f"block{index + 1}"] = tuple(scopes)
+        return units
+
+
+@BACKBONES.register(REGISTERED_NAME)
+def build_dilated_resnet50(
+    widths: WidthResolver,
+    weight_decay: float = 0.0,
+    atrous_rates: Sequence[int] = (2, 4),
+    sync_batch_norm: bool = False,
+) -> DilatedResNet50:
+    """The ``dilated_resnet50`` backbone with slim's ResNet hyperparams (see the class)."""
+    return DilatedResNet50(
+        widths,
+        slim_resnet_hyperparams(weight_decay),
+        atrous_rates=atrous_rates,
+        sync_batch_norm=sync_batch_norm,
+    )

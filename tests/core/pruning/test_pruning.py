@@ -15,9 +15,9 @@ from google.protobuf import text_format
 from builders import compressor_builder, model_builder
 from core.checkpoints import checkpoint_utils
 from core.pruning import FilterPruner, build_channel_graph, original_node_to_scope, ranking
-from core.pruning.compression import pruned_model_config
 from models import ICNet, PSPNet
 from protos import compressor_pb2, pipeline_pb2
+from runners.compress import pruned_model_config
 
 RESNET = "dilated_resnet50"
 MOBILENET = "dilated_mobilenet"

@@ -23,6 +23,7 @@ from core.evaluation.evaluator import EvalOptions
 from core.pruning import sensitivity
 from models import ICNet
 from runners import eval_loop
+from runners import sensitivity as sensitivity_runner
 from tests.conftest import TINY_CONFIG
 from tests.snippets import REPO_ROOT
 
@@ -55,7 +56,7 @@ def analysed(synthetic_records, tmp_path_factory):
     prefix = str(folder / "train" / "model.ckpt-1")
     checkpoint_utils.make_checkpoint(model).write(prefix)
     before = {name: v.numpy() for name, v in model.named_variables().items()}
-    result = sensitivity.analyze(
+    result = sensitivity_runner.analyze(
         model, pipeline, ratios=RATIOS, granularity="block", num_examples=NUM_EXAMPLES
     )
     return {
@@ -193,7 +194,7 @@ def test_variables_are_restored_when_an_evaluation_raises(analysed, monkeypatch)
 
     monkeypatch.setattr(sensitivity.MiouScorer, "score", failing_score)
     with pytest.raises(RuntimeError, match="evaluation failed"):
-        sensitivity.analyze(model, analysed["pipeline"], ratios=[0.5], num_examples=1)
+        sensitivity_runner.analyze(model, analysed["pipeline"], ratios=[0.5], num_examples=1)
     assert len(calls) == 2
     for name, variable in model.named_variables().items():
         np.testing.assert_array_equal(variable.numpy(), before[name], err_msg=name)
