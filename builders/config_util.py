@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 # ConfigError, locate_fields and validate_pipeline_config live in their own
 # modules; they are re-exported here because every caller imports them from here.
+from builders import custom_imports
 from builders.config_errors import ConfigError
 from builders.config_validation import (
     FEATURE_EXTRACTOR_TYPES,
@@ -189,7 +190,7 @@ def apply_overrides(
 def load_pipeline_config(
     config_path: str, config_override: str | Iterable[str] | None = None, validate: bool = True
 ) -> pipeline_pb2.PipelineConfig:
-    """Reads a pipeline config file, applies overrides and validates it.
+    """Reads a pipeline config file, applies overrides, imports its ``custom_imports``, validates.
 
     Args:
       config_path: path of the text-format ``.config`` file.
@@ -203,6 +204,8 @@ def load_pipeline_config(
     text = _read_text(config_path, "--config_path", "config file")
     config = parse_pipeline_text(text, source=config_path)
     config = apply_overrides(config, config_override)
+    # Before validation: the modules register the names the config may use.
+    custom_imports.import_modules(config.custom_imports, source=config_path)
     if validate:
         validate_pipeline_config(config, source=config_path, text=text)
     return config

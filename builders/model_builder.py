@@ -179,17 +179,17 @@ def build(
 _model_config = model_config  # ``build``'s argument shadows the accessor's name
 
 
-def config_layer_widths(model_config: model_pb2.FastSegmentationModel) -> dict[str, int]:
-    """The ``layer_widths`` entries of the config's model as ``{scope: filters}``.
+def config_layer_widths(config: model_pb2.FastSegmentationModel) -> dict[str, int]:
+    """The ``layer_widths`` entries of the config's model as ``{scope: filters}`` (none: ``{}``).
 
     Raises:
       ValueError: an entry lacks its scope or filters, or a scope is repeated.
     """
-    kind = model_config.WhichOneof("model")
-    if kind is None:
+    if config.WhichOneof("model") is None:
         return {}
+    kind, message = _model_config(config)
     widths: dict[str, int] = {}
-    for index, entry in enumerate(getattr(model_config, kind).layer_widths):
+    for index, entry in enumerate(message.layer_widths):
         where = f"model.{kind}.layer_widths[{index}]"
         if not entry.scope or not entry.HasField("filters"):
             raise ValueError(f"{where} needs both scope and filters, got {entry}.")

@@ -83,7 +83,7 @@ class SegmentationModel(keras.Model):
       backbone_weight_decay: L2 weight of the backbone convs (0: none, as the original).
       atrous_rates: dilation of the last two backbone stages.
       sync_batch_norm: synchronise batch-norm statistics across replicas.
-      pooling_factors: pyramid pooling bins, positive.
+      pooling_factors: pyramid pooling bins, positive (empty: the head pools nothing).
       upsample_logits: training logits at the input size instead of the network's.
       name: Keras model name.
     """
@@ -92,20 +92,21 @@ class SegmentationModel(keras.Model):
         self,
         num_classes: int,
         *,
-        filter_scale: float,
-        layer_widths: Mapping[str, int] | None,
         backbone: str,
-        backbone_weight_decay: float,
-        atrous_rates: Sequence[int],
-        sync_batch_norm: bool,
-        pooling_factors: Sequence[float],
-        upsample_logits: bool,
         name: str,
+        filter_scale: float = 1.0,
+        layer_widths: Mapping[str, int] | None = None,
+        backbone_weight_decay: float = 0.0,
+        atrous_rates: Sequence[int] = (2, 4),
+        sync_batch_norm: bool = False,
+        pooling_factors: Sequence[float] = (),
+        upsample_logits: bool = False,
     ):
         super().__init__(name=name)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
-        if not pooling_factors or any(f <= 0 for f in pooling_factors):
+        # Empty for a head without pyramid pooling; ICNet and PSPNet pass their own levels.
+        if any(f <= 0 for f in pooling_factors):
             raise ValueError(f"pooling_factors must be positive numbers, got {pooling_factors!r}.")
         self.num_classes = num_classes
         self.widths = WidthResolver(filter_scale, layer_widths)

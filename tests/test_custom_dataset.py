@@ -19,6 +19,8 @@ from dataset_tools.create_tfrecord_from_folders import convert_folders
 from tests.conftest import TINY_CONFIG
 from tests.snippets import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # runs the scripts end to end
+
 NAMES = ("grass", "sand", "deep water", "rock")
 COLOURS = ((0, 200, 0), (230, 200, 60), (20, 60, 220), (120, 120, 120))
 RAW = (10, 20, 30, 40)

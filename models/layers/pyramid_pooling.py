@@ -79,6 +79,13 @@ def fast_pyramid_pool_sum(
     return total
 
 
+def _checked_factors(pooling_factors: Sequence[float]) -> tuple[float, ...]:
+    """The pyramid levels as a tuple; a pyramid needs at least one level, each positive."""
+    if not pooling_factors or any(f <= 0 for f in pooling_factors):
+        raise ValueError(f"pooling_factors must be positive numbers, got {pooling_factors!r}.")
+    return tuple(pooling_factors)
+
+
 class FastPyramidPooling(keras.layers.Layer):
     """ICNet's fast PSP module: :func:`fast_pyramid_pool_sum`, then ``FastPSPModule/Conv``.
 
@@ -105,7 +112,7 @@ class FastPyramidPooling(keras.layers.Layer):
         sync_batch_norm: bool = False,
     ):
         super().__init__(name="FastPSPModule")
-        self.pooling_factors = tuple(pooling_factors)
+        self.pooling_factors = _checked_factors(pooling_factors)
         self.chained_adds = chained_adds
         scope = "FastPSPModule/Conv"
         self.conv = ConvBN(
@@ -154,7 +161,7 @@ class PyramidPoolingModule(keras.layers.Layer):
         sync_batch_norm: bool = False,
     ):
         super().__init__(name="PSPModule")
-        self.pooling_factors = tuple(pooling_factors)
+        self.pooling_factors = _checked_factors(pooling_factors)
         self.branches = []
         for index in range(len(self.pooling_factors)):
             scope = "PSPModule/Conv" if index == 0 else f"PSPModule/Conv_{index}"

@@ -17,6 +17,8 @@ from PIL import Image
 from runners import demo
 from runners.inference import load_segmenter
 
+pytestmark = pytest.mark.slow  # runs the scripts end to end
+
 TINY = dict(
     num_train=6,
     num_val=2,
