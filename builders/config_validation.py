@@ -7,8 +7,9 @@ counts, filter scale, crop sizes, scale ranges, learning rates, input paths,
 do not repeat these rules; ``config_util.load_pipeline_config`` runs this check
 on every config a script loads.
 
-To add a rule, add it to the ``_validate_*`` function of its section and give a
-test in ``tests/builders/test_config_validation.py``.
+To add a rule, add it to the ``_validate_*`` function of its section (optimizer
+and learning-rate rules: :mod:`builders.optimizer_rules`, which the optimizer
+builder runs too) and give a test in ``tests/builders/test_config_validation.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 
 from google.protobuf.message import Message
 
-from builders import dataset_metadata_builder
+from builders import dataset_metadata_builder, optimizer_rules
 from builders.config_errors import ConfigError
 from builders.model_builder import ARCHITECTURE_KIND, model_config
 from core.checkpoints.checkpoint_init import CHECKPOINT_TYPES
@@ -279,42 +280,15 @@ def _validate_preprocessing(problems: _Problems, train_config: Message) -> None:
             problems.add(f"{path}.{field}" if field else path, reason)
 
 
-def _validate_learning_rate(problems: _Problems, rate: Message, path: str) -> None:
-    kind = rate.WhichOneof("learning_rate")
-    if kind is None:
-        problems.add(path, "is required, e.g. learning_rate { constant_learning_rate { } }.")
-        return
-    options = getattr(rate, kind)
-    path = f"{path}.{kind}"
-    value_name = "learning_rate" if kind == "constant_learning_rate" else "initial_learning_rate"
-    if getattr(options, value_name) <= 0:
-        problems.add(f"{path}.{value_name}", "must be positive.")
-    if kind != "constant_learning_rate" and options.decay_steps == 0:
-        problems.add(f"{path}.decay_steps", "must be positive.")
-    if kind == "exponential_decay_learning_rate" and not 0 < options.decay_factor <= 1:
-        problems.add(f"{path}.decay_factor", f"must be in (0, 1], got {options.decay_factor}.")
-
-
 def _validate_train(problems: _Problems, config: pipeline_pb2.PipelineConfig) -> None:
     train = config.train_config
     if train.batch_size < 1:
         problems.add("train_config.batch_size", "must be at least 1.")
     _validate_preprocessing(problems, train)
-    kind = train.optimizer.WhichOneof("optimizer")
-    if kind is None:
-        problems.add(
-            "train_config.optimizer",
-            "is required: momentum_optimizer { ... } or adam_optimizer { ... }.",
-        )
-    else:
-        optimizer = getattr(train.optimizer, kind)
-        _validate_learning_rate(
-            problems, optimizer.learning_rate, f"train_config.optimizer.{kind}.learning_rate"
-        )
-        if kind == "momentum_optimizer" and not 0 <= optimizer.momentum_optimizer_value < 1:
-            problems.add(
-                f"train_config.optimizer.{kind}.momentum_optimizer_value", "must be in [0, 1)."
-            )
+    # The optimizer and learning-rate rules live in optimizer_rules (the builder runs them too).
+    for field, reason in optimizer_rules.optimizer_problems(train.optimizer):
+        path = f"train_config.optimizer.{field}" if field else "train_config.optimizer"
+        problems.add(path, reason)
     checkpoint, checkpoint_type = train.fine_tune_checkpoint, train.fine_tune_checkpoint_type
     if checkpoint and checkpoint_type not in FINE_TUNE_CHECKPOINT_TYPES:
         problems.add(

@@ -1,10 +1,19 @@
-"""Builds the training optimizer and its learning-rate schedule from an ``Optimizer`` config."""
+"""Builds the training optimizer and its learning-rate schedule from an ``Optimizer`` config.
+
+The rules the values must satisfy are written once, in
+:mod:`builders.optimizer_rules`; ``load_pipeline_config`` reports a broken value
+there with its file and line, before anything is built. The builders run the
+same rules on the message they are given (which may not come from a loaded
+config), raise what they find, and then only raise for what they cannot build.
+"""
 
 from __future__ import annotations
 
 import keras
 from absl import logging
 
+from builders import optimizer_rules
+from builders.config_errors import ConfigError
 from core.training import learning_schedules
 from core.training.optimizers import TF1MomentumOptimizer
 from protos import optimizer_pb2
@@ -15,16 +24,25 @@ ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
 ADAM_EPSILON = 1e-8
 
+# Where ``build``'s message sits in a pipeline config, for error messages.
+OPTIMIZER_FIELD = "train_config.optimizer"
 
-def _positive(field: str, value: float) -> float:
-    # ``not value > 0`` also rejects NaN.
-    if not value > 0:
-        raise ValueError(f"{field} must be positive, got {value}; fix it in the config.")
-    return value
+
+class OptimizerConfigError(ConfigError):
+    """An optimizer or learning-rate value is invalid (a ``ConfigError``, so a ``ValueError``)."""
+
+
+def _raise_problems(field: str, problems: list[tuple[str, str]]) -> None:
+    """Raises one line ``field.path reason`` per problem, if there are any."""
+    if problems:
+        raise OptimizerConfigError(
+            "\n".join(f"{field}{'.' + path if path else ''} {reason}" for path, reason in problems)
+        )
 
 
 def build_learning_rate(
-    learning_rate_config: optimizer_pb2.LearningRate, field: str = "learning_rate"
+    learning_rate_config: optimizer_pb2.LearningRate,
+    field: str = "learning_rate",
 ) -> keras.optimizers.schedules.LearningRateSchedule:
     """Builds the schedule of a ``LearningRate`` message.
 
@@ -36,38 +54,31 @@ def build_learning_rate(
       A ``core.training.learning_schedules`` schedule, called with the update count.
 
     Raises:
-      ValueError: if no schedule is set or a value is out of range.
+      OptimizerConfigError (a ValueError): no schedule is set or a value breaks a
+        rule of ``optimizer_rules.learning_rate_problems`` (one line per problem).
     """
+    _raise_problems(field, optimizer_rules.learning_rate_problems(learning_rate_config))
     kind = learning_rate_config.WhichOneof("learning_rate")
-    if kind is None:
-        raise ValueError(
-            f"{field} has no schedule: set one of constant_learning_rate, "
-            "exponential_decay_learning_rate or polynomial_decay_learning_rate."
-        )
     config = getattr(learning_rate_config, kind)
-    where = f"{field}.{kind}"
     if kind == "constant_learning_rate":
-        return learning_schedules.ConstantLearningRate(
-            _positive(f"{where}.learning_rate", config.learning_rate)
-        )
+        return learning_schedules.ConstantLearningRate(config.learning_rate)
     if kind == "exponential_decay_learning_rate":
         return learning_schedules.ExponentialDecay(
-            initial_learning_rate=_positive(
-                f"{where}.initial_learning_rate", config.initial_learning_rate
-            ),
-            decay_steps=_positive(f"{where}.decay_steps", config.decay_steps),
-            decay_factor=_positive(f"{where}.decay_factor", config.decay_factor),
+            initial_learning_rate=config.initial_learning_rate,
+            decay_steps=config.decay_steps,
+            decay_factor=config.decay_factor,
             staircase=config.staircase,
         )
-    # polynomial_decay_learning_rate; the original's end rate was always 0.
-    return learning_schedules.PolynomialDecay(
-        initial_learning_rate=_positive(
-            f"{where}.initial_learning_rate", config.initial_learning_rate
-        ),
-        decay_steps=_positive(f"{where}.decay_steps", config.decay_steps),
-        power=_positive(f"{where}.power", config.power),
-        end_learning_rate=0.0,
-    )
+    if kind == "polynomial_decay_learning_rate":
+        # The original's end rate was always 0 (its proto has no field for it).
+        return learning_schedules.PolynomialDecay(
+            initial_learning_rate=config.initial_learning_rate,
+            decay_steps=config.decay_steps,
+            power=config.power,
+            end_learning_rate=0.0,
+        )
+    # A oneof member added to the proto without a schedule here: a value we cannot build.
+    raise OptimizerConfigError(f"{field}.{kind}: unsupported learning rate schedule.")
 
 
 def build(
@@ -87,32 +98,27 @@ def build(
       returned too so the trainer can log the rate at each step.
 
     Raises:
-      ValueError: naming the field, if the optimizer or its learning rate is
-        unset or a value is out of range.
+      OptimizerConfigError (a ValueError): one line ``train_config.optimizer.<field>
+        <reason>`` per broken rule of ``optimizer_rules.optimizer_problems``.
     """
+    _raise_problems(OPTIMIZER_FIELD, optimizer_rules.optimizer_problems(optimizer_config))
     kind = optimizer_config.WhichOneof("optimizer")
-    if kind is None:
-        raise ValueError(
-            "optimizer has no type: set momentum_optimizer or adam_optimizer in "
-            "train_config.optimizer."
-        )
     config = getattr(optimizer_config, kind)
-    schedule = build_learning_rate(config.learning_rate, field=f"optimizer.{kind}.learning_rate")
+    schedule = build_learning_rate(
+        config.learning_rate, field=f"{OPTIMIZER_FIELD}.{kind}.learning_rate"
+    )
     if kind == "momentum_optimizer":
         momentum = config.momentum_optimizer_value
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(
-                f"optimizer.momentum_optimizer.momentum_optimizer_value must be in [0, 1], "
-                f"got {momentum}."
-            )
         if use_tf1_momentum:
             optimizer = TF1MomentumOptimizer(learning_rate=schedule, momentum=momentum)
         else:
             optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum)
-    else:  # adam_optimizer
+    elif kind == "adam_optimizer":
         optimizer = keras.optimizers.Adam(
             learning_rate=schedule, beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON
         )
+    else:  # A oneof member added to the proto without an optimizer here.
+        raise OptimizerConfigError(f"{OPTIMIZER_FIELD}.{kind}: unsupported optimizer.")
     logging.info(
         "Optimizer %s with %s %s",
         type(optimizer).__name__,

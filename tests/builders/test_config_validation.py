@@ -9,7 +9,13 @@ from __future__ import annotations
 import pytest
 from google.protobuf import text_format
 
-from builders import config_util, config_validation, model_builder, preprocessor_builder
+from builders import (
+    config_util,
+    config_validation,
+    model_builder,
+    optimizer_builder,
+    preprocessor_builder,
+)
 from builders.config_util import ConfigError
 from protos import pipeline_pb2, train_pb2
 from tests.builders.test_config_util import MINIMAL
@@ -109,3 +115,137 @@ def test_model_config_is_the_one_accessor_and_rejects_no_model():
     empty = text_format.Parse(NO_MODEL, pipeline_pb2.PipelineConfig())
     with pytest.raises(ValueError, match="the config has no model: add model"):
         model_builder.model_config(empty)
+
+
+# Each optimizer/learning-rate rule, broken alone in MINIMAL's optimizer block (lines 12-16:
+# "optimizer {", "momentum_optimizer {", the learning_rate line, "}", "}").
+_MOMENTUM = "    momentum_optimizer {\n"
+_RATE = "      learning_rate { constant_learning_rate { learning_rate: 0.01 } }\n"
+_PREFIX = "train_config.optimizer.momentum_optimizer"
+
+
+def _rate(schedule: str) -> tuple[str, str]:
+    return _RATE, f"      learning_rate {{ {schedule} }}\n"
+
+
+@pytest.mark.parametrize(
+    "old, new, line, field, reason",
+    [
+        (
+            *_rate("constant_learning_rate { learning_rate: 0 }"),
+            14,
+            f"{_PREFIX}.learning_rate.constant_learning_rate.learning_rate",
+            "must be positive, got 0.",
+        ),
+        (  # The old validation let a NaN rate through (NaN <= 0 is false).
+            *_rate("constant_learning_rate { learning_rate: nan }"),
+            14,
+            f"{_PREFIX}.learning_rate.constant_learning_rate.learning_rate",
+            "must be positive, got nan.",
+        ),
+        (
+            *_rate("exponential_decay_learning_rate { initial_learning_rate: -0.1 }"),
+            14,
+            f"{_PREFIX}.learning_rate.exponential_decay_learning_rate.initial_learning_rate",
+            "must be positive, got -0.1.",
+        ),
+        (
+            *_rate("exponential_decay_learning_rate { decay_steps: 0 }"),
+            14,
+            f"{_PREFIX}.learning_rate.exponential_decay_learning_rate.decay_steps",
+            "must be positive, got 0.",
+        ),
+        (  # The old builder accepted a growing "decay".
+            *_rate("exponential_decay_learning_rate { decay_factor: 1.5 }"),
+            14,
+            f"{_PREFIX}.learning_rate.exponential_decay_learning_rate.decay_factor",
+            "must be in (0, 1] (the rate's multiplier per decay_steps), got 1.5.",
+        ),
+        (
+            *_rate("exponential_decay_learning_rate { decay_factor: 0 }"),
+            14,
+            f"{_PREFIX}.learning_rate.exponential_decay_learning_rate.decay_factor",
+            "must be in (0, 1] (the rate's multiplier per decay_steps), got 0.",
+        ),
+        (  # The old validation did not check power.
+            *_rate("polynomial_decay_learning_rate { power: 0 }"),
+            14,
+            f"{_PREFIX}.learning_rate.polynomial_decay_learning_rate.power",
+            "must be positive, got 0.",
+        ),
+        (
+            *_rate("polynomial_decay_learning_rate { decay_steps: 0 }"),
+            14,
+            f"{_PREFIX}.learning_rate.polynomial_decay_learning_rate.decay_steps",
+            "must be positive, got 0.",
+        ),
+        (
+            _RATE,
+            "      learning_rate { }\n",
+            14,
+            f"{_PREFIX}.learning_rate",
+            "has no schedule; set one of: constant_learning_rate, "
+            "exponential_decay_learning_rate, polynomial_decay_learning_rate.",
+        ),
+        (  # The old builder accepted momentum 1.
+            _MOMENTUM,
+            "    momentum_optimizer { momentum_optimizer_value: 1.0\n",
+            13,
+            f"{_PREFIX}.momentum_optimizer_value",
+            "must be in [0, 1), got 1 (0.9 is usual; at 1 old gradients never fade).",
+        ),
+        (
+            _MOMENTUM,
+            "    momentum_optimizer { momentum_optimizer_value: -0.5\n",
+            13,
+            f"{_PREFIX}.momentum_optimizer_value",
+            "must be in [0, 1), got -0.5 (0.9 is usual; at 1 old gradients never fade).",
+        ),
+        (
+            _MOMENTUM + _RATE + "    }\n",
+            "    adam_optimizer {\n      learning_rate { }\n    }\n",
+            14,
+            "train_config.optimizer.adam_optimizer.learning_rate",
+            "has no schedule; set one of: constant_learning_rate, "
+            "exponential_decay_learning_rate, polynomial_decay_learning_rate.",
+        ),
+        (
+            "  optimizer {\n" + _MOMENTUM + _RATE + "    }\n  }\n",
+            "  optimizer { }\n",
+            12,
+            "train_config.optimizer",
+            "is required: momentum_optimizer { ... } or adam_optimizer { ... }.",
+        ),
+    ],
+)
+def test_each_optimizer_rule_is_one_problem_and_the_builders_same_reason(
+    tmp_path, old, new, line, field, reason
+):
+    assert MINIMAL.count(old) == 1
+    text = MINIMAL.replace(old, new)
+    path, lines = _load_error(tmp_path, text)
+    assert lines == [f"{path}: 1 invalid value:", f"{path}:{line}: {field}: {reason}"]
+    # The builder, given the same message outside a loaded config, raises the same reason.
+    optimizer = text_format.Parse(text, pipeline_pb2.PipelineConfig()).train_config.optimizer
+    with pytest.raises(ConfigError) as info:
+        optimizer_builder.build(optimizer)
+    assert str(info.value) == f"{field} {reason}"
+
+
+def test_several_optimizer_problems_are_each_reported_once(tmp_path):
+    text = MINIMAL.replace(
+        _MOMENTUM + _RATE,
+        "    momentum_optimizer { momentum_optimizer_value: 1.0\n"
+        "      learning_rate { polynomial_decay_learning_rate {\n"
+        "        initial_learning_rate: 0 power: -1 } }\n",
+    )
+    assert text != MINIMAL
+    path, lines = _load_error(tmp_path, text)
+    schedule = f"{_PREFIX}.learning_rate.polynomial_decay_learning_rate"
+    assert lines == [
+        f"{path}: 3 invalid values:",
+        f"{path}:15: {schedule}.initial_learning_rate: must be positive, got 0.",
+        f"{path}:15: {schedule}.power: must be positive, got -1.",
+        f"{path}:13: {_PREFIX}.momentum_optimizer_value: "
+        "must be in [0, 1), got 1 (0.9 is usual; at 1 old gradients never fade).",
+    ]

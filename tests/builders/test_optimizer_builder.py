@@ -1,12 +1,14 @@
 """Tests of the optimizer builder, from inline text protos."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from builders import optimizer_builder
+from builders import optimizer_builder, optimizer_rules
 from core.training.learning_schedules import ConstantLearningRate, ExponentialDecay, PolynomialDecay
 from core.training.optimizers import TF1MomentumOptimizer
 from protos import optimizer_pb2
@@ -106,7 +108,10 @@ def test_exponential_defaults():
         (
             "momentum_optimizer { learning_rate { exponential_decay_learning_rate "
             "{ decay_factor: 0 } } }",
-            r"exponential_decay_learning_rate\.decay_factor must be positive",
+            re.escape(
+                "exponential_decay_learning_rate.decay_factor must be in (0, 1] "
+                "(the rate's multiplier per decay_steps), got 0."
+            ),
         ),
         (
             "momentum_optimizer { learning_rate { exponential_decay_learning_rate "
@@ -116,7 +121,7 @@ def test_exponential_defaults():
         (
             "momentum_optimizer { momentum_optimizer_value: 1.5 "
             "learning_rate { constant_learning_rate {} } }",
-            r"momentum_optimizer\.momentum_optimizer_value must be in \[0, 1\]",
+            re.escape("momentum_optimizer.momentum_optimizer_value must be in [0, 1), got 1.5 "),
         ),
     ],
 )
@@ -142,3 +147,48 @@ def test_built_adam_matches_tf1_adam_optimizer():
             apply([(tape.gradient(loss, variable), variable)])
     # float32 rounding differs between the two kernels (a few ulps per step).
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-7, rtol=1e-5)
+
+
+def test_every_problem_is_one_line_and_the_builder_runs_the_shared_rules(monkeypatch):
+    config = _parse(
+        """
+        momentum_optimizer {
+          learning_rate { exponential_decay_learning_rate { decay_factor: 1.5 decay_steps: 0 } }
+          momentum_optimizer_value: 1.0
+        }
+        """
+    )
+    with pytest.raises(optimizer_builder.OptimizerConfigError) as info:
+        optimizer_builder.build(config)
+    prefix = "train_config.optimizer.momentum_optimizer"
+    schedule = f"{prefix}.learning_rate.exponential_decay_learning_rate"
+    assert str(info.value).split("\n") == [
+        f"{schedule}.decay_steps must be positive, got 0.",
+        f"{schedule}.decay_factor must be in (0, 1] (the rate's multiplier per decay_steps), "
+        "got 1.5.",
+        f"{prefix}.momentum_optimizer_value must be in [0, 1), got 1 "
+        "(0.9 is usual; at 1 old gradients never fade).",
+    ]
+    # Whatever the single rule list says is what the builder reports.
+    valid = _parse("adam_optimizer { learning_rate { constant_learning_rate {} } }")
+    monkeypatch.setattr(
+        optimizer_rules,
+        "learning_rate_problems",
+        lambda rate: [("constant_learning_rate", "is forbidden today.")],
+    )
+    with pytest.raises(ValueError) as info:
+        optimizer_builder.build(valid)
+    assert str(info.value) == (
+        "train_config.optimizer.adam_optimizer.learning_rate.constant_learning_rate "
+        "is forbidden today."
+    )
+
+
+def test_build_learning_rate_names_the_given_field():
+    rate = optimizer_pb2.LearningRate()
+    rate.polynomial_decay_learning_rate.power = float("nan")
+    with pytest.raises(ValueError) as info:
+        optimizer_builder.build_learning_rate(rate, field="my.rate")
+    assert (
+        str(info.value) == "my.rate.polynomial_decay_learning_rate.power must be positive, got nan."
+    )
