@@ -1,8 +1,8 @@
 """One training configuration, timed and measured in its own process (run by train_bench).
 
 ``python -m benchmarks.train_child --case '<json>' --output result.json`` builds the model,
-loss and optimizer of a pipeline config with the same builders and ``core.training.train_step.TrainStep``
-as ``runners.trainer`` (which ``train.py`` and ``train_mem_saving.py`` call), feeds it one fixed
+loss, optimizer and compiled step of a pipeline config with ``runners.trainer.build_train_step``
+(what ``train.py`` and ``train_mem_saving.py`` run), feeds it one fixed
 in-memory batch (so the input pipeline is not part of the step time), runs warm-up steps and
 timed steps, and writes the step times and peak memory as JSON. ``mem_saving`` makes the one
 change ``train_mem_saving.py`` makes: the model's default segments (each backbone block and the
@@ -45,6 +45,9 @@ def _crop(config, case: dict) -> tuple[int, int]:
 def build_step(config, batch_size: int, crop: tuple[int, int], mem_saving: bool, policy):
     """The compiled training step of the config's model on one fixed batch.
 
+    The model, loss, optimizer, trained variables and step are built by
+    ``runners.trainer.build_train_step``, as ``train.py`` builds them.
+
     Returns:
       ``(run, model)``: ``run()`` does one step and blocks until its loss is computed.
     """
@@ -52,38 +55,18 @@ def build_step(config, batch_size: int, crop: tuple[int, int], mem_saving: bool,
     import numpy as np
     import tensorflow as tf
 
-    from benchmarks.models import SEED, dtype_policy
-    from builders import losses_builder, model_builder, optimizer_builder
+    from benchmarks.models import SEED
+    from builders import model_builder
     from core.data.standard_fields import InputDataFields
-    from core.training.train_step import TrainStep
+    from runners import trainer
 
-    kind = config.model.WhichOneof("model")
-    model_config = getattr(config.model, kind)
+    _, model_config = model_builder.model_config(config)
     strategy = tf.distribute.get_strategy()
     keras.utils.set_random_seed(SEED)
-    with dtype_policy(policy):
-        model = model_builder.build(config.model)
-        model.build_variables()
-    if mem_saving:
-        model.set_recompute_scopes(model.default_recompute_scopes())
-    specs = model.output_specs(training=True)
-    loss_fn = losses_builder.build(model_config, specs)
-    optimizer, _ = optimizer_builder.build(config.train_config.optimizer, use_tf1_momentum=True)
-    if policy == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    variables = model.trainable_variables
-    optimizer.build(variables)
-    global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    step = TrainStep(
-        model,
-        loss_fn,
-        optimizer,
-        variables,
-        strategy,
-        global_step,
-        add_regularization_loss=config.train_config.add_regularization_loss,
-        include_aux=any(spec.key in loss_fn.weights for spec in specs if spec.auxiliary),
+    options = trainer.TrainOptions(
+        mixed_precision=policy is not None, gradient_checkpointing=mem_saving
     )
+    parts = trainer.build_train_step(config, options, strategy)
     rng = np.random.default_rng(SEED)
     height, width = crop
     batch = {
@@ -98,9 +81,9 @@ def build_step(config, batch_size: int, crop: tuple[int, int], mem_saving: bool,
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
     def run() -> float:
-        return float(step(iterator)["losses"]["total"])
+        return float(parts.step_fn(iterator)["losses"]["total"])
 
-    return run, model
+    return run, parts.model
 
 
 def run_case(case: dict) -> dict:

@@ -114,6 +114,13 @@ def define_flags(mem_saving: bool = False, flag_values: flags.FlagValues = flags
         "on a CPU (docs/benchmarks.md).",
         flag_values=fv,
     )
+    flags.DEFINE_list(
+        "extra_hooks",
+        [],
+        "Comma-separated names of training hooks registered in core.training.hooks.HOOKS (by a "
+        "module listed in the config's custom_imports), run after the built-in ones.",
+        flag_values=fv,
+    )
     if mem_saving:
         flags.DEFINE_list(
             "checkpoint_nodes",
@@ -168,7 +175,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS, mem_saving: bool = False):
             )
     options = options_from_flags(flag_values, mem_saving)
     config = config_util.load_pipeline_config(flag_values.config_path, flag_values.config_override)
-    return trainer.train(config, flag_values.logdir, options)
+    return trainer.train(config, flag_values.logdir, options, tuple(flag_values.extra_hooks))
 
 
 def main(

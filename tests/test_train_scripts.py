@@ -70,6 +70,21 @@ def test_missing_records_exit_with_reason(tiny_config_path, tmp_path):
     assert "/no/such-*.record' matches no files" in str(exit_info.value.code)
 
 
+def test_unknown_extra_hook_exits_before_training(tiny_config_path, tmp_path):
+    flag_values = _flags(
+        [f"--config_path={tiny_config_path}", f"--logdir={tmp_path}/l", "--extra_hooks=progres"]
+    )
+    assert flag_values.extra_hooks == ["progres"]
+    with pytest.raises(SystemExit) as exit_info:
+        train_flags.main(["train.py"], flag_values=flag_values)
+    message = str(exit_info.value.code)
+    assert message.startswith("train.py: error: --extra_hooks: unknown training hook 'progres'")
+    known = message.split("known training hooks: ")[1].split(".")[0].split(", ")
+    assert {"checkpoint", "memory", "nan_guard", "progress", "summaries"} <= set(known)
+    assert "Did you mean 'progress'?" in message
+    assert not os.path.exists(tmp_path / "l")  # nothing was built or written
+
+
 def test_train_mem_saving_script_runs_and_logs_memory(tiny_config_path, tmp_path):
     logdir = tmp_path / "train"
     command = [

@@ -1,0 +1,91 @@
+"""The settings and the result of a training run (``runners.trainer.train``).
+
+:class:`TrainOptions` holds what is not in the pipeline config (the scripts' flags, see
+``runners.train_flags``); :class:`TrainResult` is what a finished run reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+class TrainError(ValueError):
+    """A training run cannot start as configured; the message says what to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Settings of a run that are not in the pipeline config (the scripts' flags).
+
+    Attributes:
+      num_clones: replicas on this machine (MirroredStrategy when > 1).
+      clone_on_cpu: run the replicas on (logical) CPU devices.
+      num_steps: overrides ``train_config.num_steps`` (0 trains until stopped); None keeps it.
+      save_interval_secs: seconds between checkpoints (one is always written at the end).
+      max_checkpoints_to_keep: newest checkpoints kept in the logdir.
+      log_every_n_steps: steps between progress lines.
+      save_summaries_steps: steps between TensorBoard summaries; 0 disables them.
+      image_summaries: add input, ground-truth and prediction images to the summaries.
+      mixed_precision: compute in float16 (GPU, with loss scaling) or bfloat16 (CPU).
+      seed: makes initialisation, input order and augmentation reproducible.
+      use_tf1_momentum: TF1 ``MomentumOptimizer`` semantics under a decaying rate.
+      gradient_checkpointing: recompute segments in backprop (``train_mem_saving.py``).
+      checkpoint_nodes: segments (or the original's node names) to recompute; empty means the
+        model's defaults (each backbone block and the fusion units).
+      log_memory: report peak memory with the progress lines.
+      jit_compile: compile the train step with XLA (optional: on a CPU it is slower, see
+        docs/benchmarks.md).
+    """
+
+    num_clones: int = 1
+    clone_on_cpu: bool = False
+    num_steps: int | None = None
+    save_interval_secs: float = 600.0
+    max_checkpoints_to_keep: int = 15
+    log_every_n_steps: int = 10
+    save_summaries_steps: int = 100
+    image_summaries: bool = False
+    mixed_precision: bool = False
+    seed: int | None = None
+    use_tf1_momentum: bool = True
+    gradient_checkpointing: bool = False
+    checkpoint_nodes: tuple[str, ...] = ()
+    log_memory: bool = False
+    jit_compile: bool = False
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("num_clones", self.num_clones >= 1, ">= 1"),
+            ("num_steps", self.num_steps is None or self.num_steps >= 0, ">= 0 (0: forever)"),
+            ("save_interval_secs", self.save_interval_secs >= 0, ">= 0"),
+            ("max_checkpoints_to_keep", self.max_checkpoints_to_keep >= 1, ">= 1"),
+            ("log_every_n_steps", self.log_every_n_steps >= 1, ">= 1"),
+            ("save_summaries_steps", self.save_summaries_steps >= 0, ">= 0 (0: off)"),
+        )
+        for name, ok, expected in checks:
+            if not ok:
+                raise TrainError(f"--{name} must be {expected}, got {getattr(self, name)!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports.
+
+    Attributes:
+      step: the global step reached.
+      loss: the total loss of the last step (nan if no step ran).
+      losses: every loss of the last step, by key (``total`` included).
+      checkpoint_path: the newest checkpoint prefix, e.g. ``logdir/model.ckpt-4``.
+      steps_per_sec: mean speed over the run, the first (tracing) step excluded.
+      peak_memory_bytes: peak GPU memory, or the process's peak RSS on CPU.
+    """
+
+    step: int
+    loss: float
+    losses: dict[str, float]
+    checkpoint_path: str | None
+    steps_per_sec: float
+    peak_memory_bytes: int
+
+
+__all__ = ["TrainError", "TrainOptions", "TrainResult"]
