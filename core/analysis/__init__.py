@@ -1,0 +1,1 @@
+"""What a model costs: FLOPs of its inference graph and measured latency."""

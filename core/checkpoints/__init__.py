@@ -1,0 +1,1 @@
+"""Checkpoints keyed by the original slim names, and initialisation from fine-tune checkpoints."""

@@ -1,0 +1,1 @@
+"""The input pipeline: TFRecord reading and decoding, preprocessing steps, record field names."""

@@ -1,0 +1,1 @@
+"""Deployment: the serving graph, export formats (frozen graph, SavedModel, TFLite), runtimes."""

@@ -1,0 +1,1 @@
+"""Training: the loop and its hooks, the compiled step, losses, optimizers, distribution."""
