@@ -96,26 +96,19 @@ def repo_path(path: str) -> str:
 
 
 def precision_policy(mixed_precision: bool) -> str | None:
-    """The Keras policy of ``--mixed_precision`` (as runners.trainer: float16 on GPU, else bf16)."""
-    if not mixed_precision:
-        return None
-    import tensorflow as tf
+    """The Keras policy of ``--mixed_precision``, as training picks it (float16 on GPU, else bf16)."""
+    from core.training import precision  # imports TensorFlow: only when a model is built
 
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    return precision.precision_policy(mixed_precision)
 
 
 @contextlib.contextmanager
 def dtype_policy(policy: str | None) -> Iterator[None]:
     """Builds models under a Keras dtype policy (None: float32), restoring the previous one."""
-    import keras
+    from core.training import precision
 
-    previous = keras.config.dtype_policy()
-    if policy:
-        keras.config.set_dtype_policy(policy)
-    try:
+    with precision.dtype_policy(policy):
         yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 class ModelStore:

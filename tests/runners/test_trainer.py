@@ -22,27 +22,15 @@ from core.training import summaries
 from core.training.train_step import TrainStep
 from models import ICNet, PSPNet, recompute
 from runners import trainer
-from tests.conftest import TINY_CONFIG
 
 # run_functions_eagerly does not apply to tf.data functions; TF says so on every run.
-pytestmark = pytest.mark.filterwarnings("ignore:Even though the `tf.config")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Even though the `tf.config"),
+    pytest.mark.usefixtures("eager_steps"),
+]
 
 SEED = 7
 BASE = trainer.TrainOptions(seed=SEED, save_summaries_steps=0, log_every_n_steps=2)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def eager_steps():
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
-@pytest.fixture(scope="module")
-def config_path(synthetic_records, tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("config") / "tiny_icnet.config"
-    path.write_text(TINY_CONFIG.format(**synthetic_records))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -17,26 +17,14 @@ from builders import config_util
 from core.training import hooks
 from core.training.loop import HookBase
 from runners import trainer
-from tests.conftest import TINY_CONFIG
 
 # run_functions_eagerly does not apply to tf.data functions; TF says so on every run.
-pytestmark = pytest.mark.filterwarnings("ignore:Even though the `tf.config")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Even though the `tf.config"),
+    pytest.mark.usefixtures("eager_steps"),
+]
 
 BASE = trainer.TrainOptions(seed=7, save_summaries_steps=0, log_every_n_steps=2)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def eager_steps():
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
-@pytest.fixture(scope="module")
-def config_path(synthetic_records, tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("config") / "tiny_icnet.config"
-    path.write_text(TINY_CONFIG.format(**synthetic_records))
-    return str(path)
 
 
 def test_build_hooks_order_and_extra_hooks(tmp_path):
