@@ -1,12 +1,18 @@
 """The settings and the result of a training run (``runners.trainer.train``).
 
 :class:`TrainOptions` holds what is not in the pipeline config (the scripts' flags, see
-``runners.train_flags``); :class:`TrainResult` is what a finished run reports.
+``runners.train_flags``); :class:`TrainResult` is what a finished run reports;
+:class:`TrainingParts` is what ``runners.trainer.build_train_step`` builds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+import keras
+import tensorflow as tf
+
+from core.training.train_step import TrainStep
 
 
 class TrainError(ValueError):
@@ -89,3 +95,26 @@ class TrainResult:
 
 
 __all__ = ["TrainError", "TrainOptions", "TrainResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingParts:
+    """What :func:`build_train_step` builds under the strategy's scope.
+
+    Attributes:
+      model: the built ``SegmentationModel``.
+      loss_fn: the config's weighted loss (``core.training.losses.WeightedLoss``).
+      optimizer: the built optimizer (``LossScaleOptimizer`` under float16).
+      schedule: the learning-rate schedule, ``iteration -> rate``.
+      variables: the trained variables (a frozen backbone and unused aux heads left out).
+      global_step: the int64 step variable the checkpoints record.
+      step_fn: the compiled distributed step.
+    """
+
+    model: keras.Model
+    loss_fn: object
+    optimizer: keras.optimizers.Optimizer
+    schedule: object
+    variables: list
+    global_step: tf.Variable
+    step_fn: TrainStep

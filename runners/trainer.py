@@ -18,7 +18,6 @@ resumed run draws fresh random batches, as the original did.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 
@@ -29,6 +28,7 @@ from absl import logging
 from builders import (
     config_util,
     dataset_builder,
+    legacy_fields,
     losses_builder,
     model_builder,
     optimizer_builder,
@@ -53,35 +53,12 @@ from core.training.train_progress import peak_memory
 from core.training.train_step import TrainStep
 from core.training.variables import auxiliary_keys, trainable_variables
 from runners.common import build_model
-from runners.train_options import TrainError, TrainOptions, TrainResult
+from runners.train_options import TrainError, TrainingParts, TrainOptions, TrainResult
 
 CHECKPOINT_NAME = "model.ckpt"
 
 
 # --------------------------------------------------------------------------- building
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingParts:
-    """What :func:`build_train_step` builds under the strategy's scope.
-
-    Attributes:
-      model: the built ``SegmentationModel``.
-      loss_fn: the config's weighted loss (``core.training.losses.WeightedLoss``).
-      optimizer: the built optimizer (``LossScaleOptimizer`` under float16).
-      schedule: the learning-rate schedule, ``iteration -> rate``.
-      variables: the trained variables (a frozen backbone and unused aux heads left out).
-      global_step: the int64 step variable the checkpoints record.
-      step_fn: the compiled distributed step.
-    """
-
-    model: keras.Model
-    loss_fn: object
-    optimizer: keras.optimizers.Optimizer
-    schedule: object
-    variables: list
-    global_step: tf.Variable
-    step_fn: TrainStep
 
 
 def _model_config(config):
@@ -228,6 +205,7 @@ def build_hooks(
     batch_size: int,
     chief: bool = True,
     save_on_interrupt: bool = True,
+    keep_every_n_hours: float | None = None,
     extra_hooks: Sequence[HookBase | str] = (),
 ) -> list[HookBase]:
     """The hooks of a run, in order: NaN guard, memory, progress, summaries, checkpoint, extras.
@@ -242,6 +220,7 @@ def build_hooks(
       batch_size: the global batch, for images/s.
       chief: this worker writes summaries.
       save_on_interrupt: save on Ctrl-C (a lone process only).
+      keep_every_n_hours: keep one older checkpoint per this many hours (None: only the newest).
       extra_hooks: hooks, or names registered in ``core.training.hooks.HOOKS`` (built without
         arguments), run after the built-in ones.
 
@@ -254,6 +233,7 @@ def build_hooks(
         save_dir,
         interval_secs=options.save_interval_secs,
         max_to_keep=options.max_checkpoints_to_keep,
+        keep_every_n_hours=keep_every_n_hours,
         checkpoint_name=CHECKPOINT_NAME,
         step_counter=parts.global_step,
         weights=parts.model.named_variables().values(),
@@ -333,6 +313,7 @@ def train(
     os.makedirs(logdir, exist_ok=True)
     if chief:
         _write_config(config, logdir)
+        legacy_fields.log_ignored_fields(config)
     # The data is built before the model: with a seed, the order of the random ops fixes both.
     dataset = _dataset(config, batch_size, model_config.loss.ignore_label, options.seed)
     parts = build_train_step(config, options, strategy)
@@ -354,6 +335,7 @@ def train(
         chief=chief,
         # A lone process can save on Ctrl-C; in a cluster a save needs every worker.
         save_on_interrupt=distribution.cluster_spec_from_env() is None,
+        keep_every_n_hours=train_config.keep_checkpoint_every_n_hours or None,
         extra_hooks=extra_hooks,
     )
     optimizer = parts.optimizer

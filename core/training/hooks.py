@@ -227,6 +227,9 @@ class CheckpointHook(HookBase):
       directory: where the checkpoints go.
       interval_secs: seconds between saves (0: after every step).
       max_to_keep: newest checkpoints kept.
+      keep_every_n_hours: also keep, for good, one checkpoint per this many hours of those
+        that fall out of the newest ``max_to_keep`` (TF1 ``Saver``'s
+        ``keep_checkpoint_every_n_hours``); None keeps only the newest.
       checkpoint_name: prefix of the files, ``<name>-<step>``.
       step_counter: the global step variable (recorded by the manager).
       weights: variables checked for NaN/Inf before each save (moving statistics included:
@@ -244,6 +247,7 @@ class CheckpointHook(HookBase):
         *,
         interval_secs: float = 600.0,
         max_to_keep: int = 15,
+        keep_every_n_hours: float | None = None,
         checkpoint_name: str = "model.ckpt",
         step_counter: tf.Variable | None = None,
         weights: Iterable[tf.Variable] = (),
@@ -255,6 +259,7 @@ class CheckpointHook(HookBase):
             checkpoint,
             directory=directory,
             max_to_keep=max_to_keep,
+            keep_checkpoint_every_n_hours=keep_every_n_hours,
             checkpoint_name=checkpoint_name,
             step_counter=step_counter,
         )
