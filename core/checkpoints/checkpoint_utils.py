@@ -17,11 +17,15 @@ ImageNet classification checkpoint, or from a segmentation checkpoint (ours or t
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from core import file_utils
 
 MODEL_VARIABLES = "model_variables"
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -194,3 +198,36 @@ def ensure_named_variables(model) -> dict[str, tf.Variable]:
         model.build_variables()
         variables = model.named_variables()
     return variables
+
+
+def write_model_checkpoint(model, output_dir: str, name: str, step: int = 0) -> str:
+    """Writes the model's variables as ``<output_dir>/<name>``, all files or none.
+
+    The files are written into a temporary folder and renamed into place, then the
+    ``checkpoint`` state file names the new prefix, so an interrupted write leaves the previous
+    checkpoint (or nothing) and never a half-written one that ``restore_model`` would read.
+
+    Args:
+      model: a built ``SegmentationModel``.
+      output_dir: the folder (created if needed).
+      name: the checkpoint prefix inside it, e.g. ``pruned_model.ckpt``.
+      step: the global step recorded with it.
+
+    Returns:
+      The checkpoint prefix written.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    step_variable = tf.Variable(step, dtype=tf.int64, name="global_step")
+    checkpoint = make_checkpoint(model, step=step_variable)
+    temp = tempfile.mkdtemp(dir=output_dir, prefix=".tmp-ckpt-")
+    try:
+        checkpoint.write(os.path.join(temp, name))
+        for entry in os.listdir(temp):
+            os.replace(os.path.join(temp, entry), os.path.join(output_dir, entry))
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    file_utils.atomic_write_text(
+        os.path.join(output_dir, "checkpoint"),
+        f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n',
+    )
+    return os.path.join(output_dir, name)

@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -64,23 +62,8 @@ def conv_widths(model) -> dict[str, int]:
 
 
 def save_checkpoint(model, output_dir: str) -> str:
-    """Writes ``<output_dir>/pruned_model.ckpt`` via a temporary folder, then renames."""
-    os.makedirs(output_dir, exist_ok=True)
-    step = tf.Variable(0, dtype=tf.int64, name="global_step")
-    checkpoint = checkpoint_utils.make_checkpoint(model, step=step)
-    temp = tempfile.mkdtemp(dir=output_dir, prefix=".tmp-ckpt-")
-    try:
-        checkpoint.write(os.path.join(temp, CHECKPOINT_NAME))
-        for name in os.listdir(temp):
-            os.replace(os.path.join(temp, name), os.path.join(output_dir, name))
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-    file_utils.atomic_write_text(
-        os.path.join(output_dir, "checkpoint"),
-        f'model_checkpoint_path: "{CHECKPOINT_NAME}"\n'
-        f'all_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n',
-    )
-    return os.path.join(output_dir, CHECKPOINT_NAME)
+    """Writes ``<output_dir>/pruned_model.ckpt`` atomically (``write_model_checkpoint``)."""
+    return checkpoint_utils.write_model_checkpoint(model, output_dir, CHECKPOINT_NAME)
 
 
 def plot_l1_norms(result: PruneResult, output_dir: str) -> list[str]:

@@ -43,6 +43,12 @@ class ConvBN(keras.layers.Layer):
       depthwise: a depthwise 3x3 (slim ``separable_conv2d`` with ``num_outputs=None``).
       sync_batch_norm: synchronise BN statistics across replicas of a distribution strategy.
 
+    Attributes:
+      statistics_observer: None, or a callable given the BN input (the conv output, [batch,
+        out_height, out_width, filters]) on every call that normalises with batch statistics;
+        batch-norm recalibration (``core.training.recalibration``) sets it for one pass.
+        None (the default) changes nothing.
+
     Call args:
       inputs: float32 [batch, height, width, in_channels].
       training: Python bool; BN uses batch statistics only if training and
@@ -107,6 +113,7 @@ class ConvBN(keras.layers.Layer):
             )
         bn = hyperparams.batch_norm
         self.bn_train = bn.train
+        self.statistics_observer = None
         self.bn = keras.layers.BatchNormalization(
             momentum=bn.decay,
             epsilon=bn.epsilon,
@@ -138,7 +145,10 @@ class ConvBN(keras.layers.Layer):
             before, after = self._pads
             x = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
         if bool(training) and self.bn_train:
-            x = self.bn(self.conv(x), training=True)
+            x = self.conv(x)
+            if self.statistics_observer is not None:
+                self.statistics_observer(x)
+            x = self.bn(x, training=True)
         else:
             x = self._folded_conv(x)
         if self.activation == "relu":
