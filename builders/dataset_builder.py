@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 from absl import logging
 
+from builders import preprocessor_builder
 from core.data.input_pipeline import (
     DATASET_TOOLS_HINT,
     PreprocessFn,
@@ -18,7 +19,7 @@ from core.data.input_pipeline import (
     make_dataset,
 )
 from core.data.standard_fields import IGNORE_LABEL
-from protos import eval_pb2, input_reader_pb2
+from protos import eval_pb2, input_reader_pb2, pipeline_pb2
 
 # --------------------------------------------------------------------------- builders
 
@@ -111,6 +112,28 @@ def build(
         seed=seed,
         # Training order only needs to be reproducible when a seed asks for it.
         deterministic=seed is not None or not is_training,
+    )
+
+
+def build_train_dataset(
+    config: pipeline_pb2.PipelineConfig, batch_size: int, ignore_label: int, seed: int | None
+) -> tf.data.Dataset:
+    """The config's training batches: its train reader with its preprocessing steps, repeated.
+
+    What ``train.py`` trains on and what batch-norm recalibration runs over. The caller checks
+    that ``config`` has a ``train_input_reader`` (its message says what the data is for).
+
+    Raises:
+      FileNotFoundError: the records do not exist.
+    """
+    preprocess = preprocessor_builder.build(config.train_config.preprocessor_step, ignore_label)
+    return build(
+        config.train_input_reader,
+        batch_size,
+        preprocess,
+        is_training=True,
+        ignore_label=ignore_label,
+        seed=seed,
     )
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from builders import config_util, dataset_builder, model_builder, preprocessor_builder
+from builders import config_util, dataset_builder, model_builder
 from core.checkpoints import checkpoint_utils
 from core.training.recalibration import recalibrate_batch_norm
 from runners.common import load_model
@@ -46,15 +46,7 @@ def training_batches(config, batch_size: int, seed: int) -> tf.data.Dataset:
         )
     _, model_config = model_builder.model_config(config)
     ignore_label = model_config.loss.ignore_label
-    preprocess = preprocessor_builder.build(config.train_config.preprocessor_step, ignore_label)
-    return dataset_builder.build(
-        config.train_input_reader,
-        batch_size,
-        preprocess,
-        is_training=True,
-        ignore_label=ignore_label,
-        seed=seed,
-    )
+    return dataset_builder.build_train_dataset(config, batch_size, ignore_label, seed)
 
 
 def recalibrate(

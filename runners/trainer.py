@@ -32,7 +32,6 @@ from builders import (
     losses_builder,
     model_builder,
     optimizer_builder,
-    preprocessor_builder,
 )
 from core.checkpoints import checkpoint_init, checkpoint_utils
 from core.registry import UnknownNameError
@@ -74,15 +73,7 @@ def _dataset(config, batch_size: int, ignore_label: int, seed: int | None) -> tf
             "the config has no train_input_reader; add train_input_reader { "
             "tf_record_input_reader { input_path: '...' } }."
         )
-    preprocess = preprocessor_builder.build(config.train_config.preprocessor_step, ignore_label)
-    return dataset_builder.build(
-        config.train_input_reader,
-        batch_size,
-        preprocess,
-        is_training=True,
-        ignore_label=ignore_label,
-        seed=seed,
-    )
+    return dataset_builder.build_train_dataset(config, batch_size, ignore_label, seed)
 
 
 def _build_model(config, options: TrainOptions, replicas: int, policy: str | None):
