@@ -48,6 +48,7 @@ __all__ = [
     "PLACEHOLDER",
     "ConfigError",
     "apply_overrides",
+    "exported_config_path",
     "load_pipeline_config",
     "load_prune_config",
     "locate_fields",
@@ -209,6 +210,13 @@ def load_pipeline_config(
     if validate:
         validate_pipeline_config(config, source=config_path, text=text)
     return config
+
+
+def exported_config_path(model_path: str) -> str | None:
+    """The ``pipeline.config`` export.py wrote beside an exported model, or None if absent."""
+    directory = os.path.dirname(os.path.abspath(model_path.rstrip("/")))
+    candidate = os.path.join(directory, PIPELINE_CONFIG_NAME)
+    return candidate if os.path.isfile(candidate) else None
 
 
 def write_pipeline_config(config: pipeline_pb2.PipelineConfig, directory: str) -> str:

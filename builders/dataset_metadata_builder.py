@@ -10,7 +10,6 @@ dataset's number of classes (Cityscapes, 19) gets Cityscapes, any other one gene
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from absl import logging
@@ -103,22 +102,13 @@ def build(config: pipeline_pb2.PipelineConfig) -> DatasetMetadata:
         raise ConfigError(problems[0])
     if config.HasField("dataset"):
         return _explicit(config.dataset)[1]
-    model = _num_classes(config)
-    if model is None:
-        raise ConfigError(
-            "the config has no model: add model { icnet { ... } } or model { pspnet { ... } }."
-        )
-    metadata = default_metadata(model[1])
-    logging.info(_RECOMMENDATION, metadata.name, model[1])
+    try:
+        num_classes = model_config(config)[1].num_classes
+    except ValueError as error:  # no model: model_config's message says what to add
+        raise ConfigError(str(error)) from None
+    metadata = default_metadata(num_classes)
+    logging.info(_RECOMMENDATION, metadata.name, num_classes)
     return metadata
-
-
-def build_from_num_classes(num_classes: int | None) -> DatasetMetadata | None:
-    """Metadata when only a class count is known (an exported model without its config).
-
-    None when the count is unknown too; callers then keep their defaults.
-    """
-    return None if num_classes is None else default_metadata(num_classes)
 
 
 def build_for_model(
@@ -135,9 +125,7 @@ def build_for_model(
     from builders import config_util
 
     if config_path is None and model_path:
-        directory = os.path.dirname(os.path.abspath(model_path.rstrip("/")))
-        candidate = os.path.join(directory, config_util.PIPELINE_CONFIG_NAME)
-        config_path = candidate if os.path.isfile(candidate) else None
+        config_path = config_util.exported_config_path(model_path)
     if config_path is None:
         return None
     return build(config_util.load_pipeline_config(config_path))

@@ -65,13 +65,17 @@ def architecture_name(config: pipeline_pb2.PipelineConfig | model_pb2.FastSegmen
     Raises:
       ValueError: the config sets no model.
     """
-    kind, message = model_config(config)
+    return _name(*model_config(config))
+
+
+def _name(kind: str, message) -> str:
+    """The registered name of a model message: ``architecture.name``, or the oneof member."""
     return message.name if kind == ARCHITECTURE_KIND else kind
 
 
 def _architecture(kind: str, message):
     """The registered factory of the config's model, or a ValueError listing the known ones."""
-    name = message.name if kind == ARCHITECTURE_KIND else kind
+    name = _name(kind, message)
     field = "model.architecture.name" if kind == ARCHITECTURE_KIND else f"model.{kind}"
     if name not in ARCHITECTURES:
         raise ValueError(f"{field}: {ARCHITECTURES.unknown_message(name)}")
@@ -171,7 +175,7 @@ def build(
     if config.pooling_factors:
         kwargs["pooling_factors"] = tuple(config.pooling_factors)
     kwargs.update(_options(kind, config))
-    name = config.name if kind == ARCHITECTURE_KIND else kind
+    name = _name(kind, config)
     _check_keywords(factory, name, kwargs)
     return factory(config.num_classes, **kwargs)
 

@@ -8,7 +8,6 @@ a model file. This runner reads the config, builds and restores the checkpoint's
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from builders import config_util
@@ -26,13 +25,6 @@ DEFAULT_PAD_TO_SHAPE = "1025,2049"
 def _config_num_classes(config) -> int:
     """``num_classes`` of the config's model."""
     return model_config(config)[1].num_classes
-
-
-def _exported_config(model_path: str) -> str | None:
-    """``pipeline.config`` that export.py wrote next to an exported model, if any."""
-    directory = os.path.dirname(os.path.abspath(model_path.rstrip("/")))
-    candidate = os.path.join(directory, config_util.PIPELINE_CONFIG_NAME)
-    return candidate if os.path.isfile(candidate) else None
 
 
 def load_segmenter(
@@ -97,7 +89,7 @@ def _load_exported(
             "--pad_to_shape applies to checkpoints only; an exported model has its padding "
             "built in (set it when running export.py)."
         )
-    config_path = config_path or _exported_config(model_path)
+    config_path = config_path or config_util.exported_config_path(model_path)
     num_classes = None
     if config_path:
         num_classes = _config_num_classes(config_util.load_pipeline_config(config_path))
