@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 PROTOS := $(wildcard protos/*.proto)
 PB2 := $(PROTOS:.proto=_pb2.py)
 
-.PHONY: help venv build build-protos protos test demo bench lint format clean clean-protos clean-pyc
+.PHONY: help venv build build-protos protos test demo bench tensorboard lint format clean clean-protos clean-pyc
 
 help:
 	@echo "make demo          generate the synthetic dataset and run the demo"
 	@echo "make test          run the test suite"
 	@echo "make bench         speed, size, memory -> benchmarks/RESULTS.md (<20 min on 2 cores; BENCH_ARGS=--quick)"
 	@echo "make build-protos  compile protos/*.proto (alias: protos, build)"
+	@echo "make tensorboard   TensorBoard on LOGDIR (default: the demo's output) at http://localhost:6006"
 	@echo "make lint          ruff check and format check"
 	@echo "make clean         remove generated protos, caches and the virtualenv"
 
@@ -39,6 +40,11 @@ demo: build-protos
 
 bench: build-protos
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# The scalars and images train.py and eval.py write (docs/training.md lists them).
+LOGDIR ?= demo_output
+tensorboard: venv
+	$(PY) -m tensorboard.main --logdir $(LOGDIR) --host $${HOST:-localhost} --port $${PORT:-6006}
 
 lint: venv
 	$(PY) -m ruff check .
