@@ -5,6 +5,10 @@ temporary file in the destination folder first and is renamed over the final
 name only once complete; on failure the temporary file is removed and any
 previous file is left untouched. Files get the usual permissions (0666 minus
 the umask), not the 0600 of ``tempfile.mkstemp``.
+
+Symbolic links: a symlinked output *folder* is followed (the file lands in the link's
+target, as with any ``open``); a symlink at the output *file* name is replaced by the new
+file, never written through, so a link cannot send a write outside the output folder.
 """
 
 from __future__ import annotations
@@ -21,6 +25,37 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+class PendingFile:
+    """A temporary file beside ``path`` that becomes ``path`` on :meth:`commit`.
+
+    For writers that open the file themselves and finish later (e.g. a video encoder); a
+    ``with`` block is simpler through :func:`atomic_path`. The temporary name starts with
+    ``.tmp-`` in the destination folder, so the final rename is atomic.
+
+    Args:
+      path: the final file name; its folder is created if missing.
+      suffix: suffix of the temporary name (some writers pick the format from it).
+    """
+
+    def __init__(self, path: str, suffix: str = ""):
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        handle, self.temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+        os.close(handle)
+        self.path = path
+
+    def commit(self) -> str:
+        """Gives the file the usual permissions and renames it onto ``path``; returns ``path``."""
+        os.chmod(self.temp, _default_mode())
+        os.replace(self.temp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Removes the temporary file; ``path`` (and any earlier file there) is untouched."""
+        if os.path.exists(self.temp):
+            os.remove(self.temp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     """Yields a temporary path beside ``path``; renames it onto ``path`` on success.
@@ -29,17 +64,12 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
       path: the final file name; its folder is created if missing.
       suffix: suffix of the temporary name (some writers pick the format from it).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(handle)
+    pending = PendingFile(path, suffix)
     try:
-        yield temp
-        os.chmod(temp, _default_mode())
-        os.replace(temp, path)
+        yield pending.temp
+        pending.commit()
     except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
+        pending.discard()
         raise
 
 

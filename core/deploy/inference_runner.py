@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 from absl import logging
 from PIL import Image
 
-from core import visualization
+from core import file_utils, visualization
 from core.datasets import DatasetMetadata, default_metadata
 from core.datasets.cityscapes import CITYSCAPES_PALETTE
 from core.deploy.segmenters import Segmenter
@@ -205,15 +204,14 @@ class _VideoWriter:
 
         self._cv2 = cv2
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        handle, self._temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=VIDEO_SUFFIX)
-        os.close(handle)
+        # The shared atomic writer: the usual permissions (0666 minus umask), renamed at the end.
+        self._pending = file_utils.PendingFile(path, suffix=VIDEO_SUFFIX)
+        self._temp = self._pending.temp
         self._writer = cv2.VideoWriter(
             self._temp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0])
         )
         if not self._writer.isOpened():
-            os.remove(self._temp)
+            self._pending.discard()
             raise InferenceError(f"cannot write video {path!r}: OpenCV has no MPEG-4 encoder.")
 
     def write(self, frame: np.ndarray) -> None:
@@ -222,9 +220,9 @@ class _VideoWriter:
     def close(self, keep: bool) -> None:
         self._writer.release()
         if keep:
-            os.replace(self._temp, self.path)
-        elif os.path.exists(self._temp):
-            os.remove(self._temp)
+            self._pending.commit()
+        else:
+            self._pending.discard()
 
 
 def run_inference(

@@ -51,15 +51,17 @@ def prediction_filename(image_path: str | bytes) -> str:
 
     Raises:
       ValueError: the path has no base name (records written without
-        ``image/filename``).
+        ``image/filename``, or one ending in ``..``).
     """
     if isinstance(image_path, bytes):
         image_path = image_path.decode("utf-8")
+    # Only the base name is used, so no record can send a file outside the output folder
+    # (``../``, absolute and Windows paths are cut to their last part).
     stem = os.path.splitext(os.path.basename(image_path.replace("\\", "/")))[0]
-    if not stem:
+    if stem in ("", ".", "..") or "\0" in stem:
         raise ValueError(
             f"cannot name a prediction after the image path {image_path!r}: the records need an "
-            "image/filename (the dataset tools always write it)."
+            "image/filename ending in a file name (the dataset tools always write it)."
         )
     return stem + ".png"
 
