@@ -11,18 +11,16 @@ layer_widths for uneven pruning); see runners/compress.py. Channel dependencies 
 adds, CFF sums, the PSP concat) are declared by the model itself, so --prune_config is
 optional: its skip_node entries skip convs, and its node specs add ties (source) and checks
 (following) on top of the automatic plan. --latency_input_size 1024,2048 adds the measured CPU
-latency of both models to compression_summary.json.
+latency of both models to compression_summary.json. The pruned model's batch-norm statistics
+are recalibrated over 50 training batches when the config's train_input_reader names existing
+records (--recalibrate_bn_batches N sets the count, 0 turns it off).
 """
 
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from builders.config_util import ConfigError
-from core.checkpoints.checkpoint_utils import CheckpointError
-from runners import compress as compression
+from runners import cli
 
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or training directory to prune.")
 flags.DEFINE_string("config_path", None, "Pipeline .config the checkpoint was trained with.")
@@ -50,6 +48,13 @@ flags.DEFINE_list(
     "H,W (e.g. 1024,2048) to measure batch-1 CPU latency before and after; empty to skip it.",
 )
 flags.DEFINE_integer("latency_runs", 3, "Timed forward passes per model for the latency.")
+flags.DEFINE_integer(
+    "recalibrate_bn_batches",
+    None,
+    "Training batches over which the pruned model's batch-norm moving statistics are "
+    "recomputed (weights frozen, seeded). Default: 50 when the config's train_input_reader "
+    "names existing records, else skipped; 0: off.",
+)
 flags.mark_flags_as_required(["input_checkpoint", "config_path", "output_dir"])
 FLAGS = flags.FLAGS
 
@@ -64,35 +69,42 @@ def _size(flag: str) -> list[int] | None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        result = compression.compress(
-            config_path=FLAGS.config_path,
-            input_checkpoint=FLAGS.input_checkpoint,
-            output_dir=FLAGS.output_dir,
-            compression_factor=FLAGS.compression_factor,
-            prune_config_path=FLAGS.prune_config,
-            skippable_nodes=FLAGS.skippable_nodes,
-            soft_apply=FLAGS.soft_apply,
-            interactive=FLAGS.interactive,
-            flops_input_size=_size("flops_input_size"),
-            latency_input_size=_size("latency_input_size"),
-            latency_runs=FLAGS.latency_runs,
-        )
-    except (ConfigError, CheckpointError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    del argv
+    flops_input_size = _size("flops_input_size")
+    latency_input_size = _size("latency_input_size")
+    from runners import compress as compression  # noqa: PLC0415 - after flag checks
+
+    result = compression.compress(
+        config_path=FLAGS.config_path,
+        input_checkpoint=FLAGS.input_checkpoint,
+        output_dir=FLAGS.output_dir,
+        compression_factor=FLAGS.compression_factor,
+        prune_config_path=FLAGS.prune_config,
+        skippable_nodes=FLAGS.skippable_nodes,
+        soft_apply=FLAGS.soft_apply,
+        interactive=FLAGS.interactive,
+        flops_input_size=flops_input_size,
+        latency_input_size=latency_input_size,
+        latency_runs=FLAGS.latency_runs,
+        recalibrate_bn_batches=FLAGS.recalibrate_bn_batches,
+    )
     summary = result.summary
     latency = (
         f"; CPU latency {summary['latency_before_ms']:.1f} -> {summary['latency_after_ms']:.1f} ms"
         if "latency_before_ms" in summary
         else ""
     )
+    recalibration = summary["bn_recalibration"]
+    batch_norm = (
+        f"; batch norm recalibrated on {recalibration['num_images']} images"
+        if recalibration["ran"]
+        else f"; batch norm not recalibrated ({recalibration['reason']})"
+    )
     print(
         f"Pruned checkpoint: {result.checkpoint}; config: {result.pipeline_config}; "
-        f"parameters {summary['params_before']} -> {summary['params_after']}{latency}"
+        f"parameters {summary['params_before']} -> {summary['params_after']}{latency}{batch_norm}"
     )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, extra_errors=(ValueError,))  # its ValueErrors name the bad value

@@ -23,12 +23,9 @@ Example:
 
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-
-from core.evaluation import evaluator
-from runners import eval_loop
+from runners import cli
 
 flags.DEFINE_string("train_dir", None, "Directory of the training checkpoints.")
 flags.DEFINE_string("eval_dir", None, "Directory for the results and TensorBoard summaries.")
@@ -45,7 +42,9 @@ flags.DEFINE_string(
     "Evaluate this checkpoint (path, name like model.ckpt-1000, or step) and every later one "
     "listed in --train_dir, then exit.",
 )
-flags.DEFINE_bool("verbose", False, "Log the running mIoU every 10 images.")
+flags.DEFINE_bool(
+    "verbose", False, "Log the running mIoU every 10 images; print tracebacks of errors."
+)
 flags.DEFINE_float(
     "eval_timeout_secs",
     None,
@@ -68,27 +67,28 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.INFO)
-    try:
-        options = evaluator.EvalOptions(
-            image_summaries=FLAGS.image_summaries,
-            verbose=FLAGS.verbose,
-            write_predictions_dir=FLAGS.write_predictions_dir,
-            num_examples=FLAGS.num_examples,
-        )
-        eval_loop.run(
-            FLAGS.config_path,
-            FLAGS.train_dir,
-            FLAGS.eval_dir,
-            config_override=FLAGS.config_override,
-            options=options,
-            evaluate_all_from_checkpoint=FLAGS.evaluate_all_from_checkpoint,
-            timeout_secs=FLAGS.eval_timeout_secs,
-            limit_gpu_memory=FLAGS.limit_gpu_mem,
-        )
-    except evaluator.USER_ERRORS as error:
-        # Config, checkpoint and data errors already say what to fix; a traceback adds nothing.
-        sys.exit(f"eval.py: error: {error}")
+    # Imported here: a flag or config mistake is reported before the TensorFlow import.
+    from core.evaluation import evaluator  # noqa: PLC0415
+    from runners import eval_loop  # noqa: PLC0415
+
+    options = evaluator.EvalOptions(
+        image_summaries=FLAGS.image_summaries,
+        verbose=FLAGS.verbose,
+        write_predictions_dir=FLAGS.write_predictions_dir,
+        num_examples=FLAGS.num_examples,
+    )
+    eval_loop.run(
+        FLAGS.config_path,
+        FLAGS.train_dir,
+        FLAGS.eval_dir,
+        config_override=FLAGS.config_override,
+        options=options,
+        evaluate_all_from_checkpoint=FLAGS.evaluate_all_from_checkpoint,
+        timeout_secs=FLAGS.eval_timeout_secs,
+        limit_gpu_memory=FLAGS.limit_gpu_mem,
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    # Config, checkpoint and data errors (ValueError, evaluator.USER_ERRORS) say what to fix.
+    cli.run_main(main, name="eval.py", extra_errors=(ValueError,))

@@ -11,15 +11,13 @@ the pyramid pooling sizes its kernels when the graph is built.
 
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
+from runners import cli
 
-from builders.config_util import ConfigError
-from core.checkpoints.checkpoint_utils import CheckpointError
-from core.deploy import exporter
-from core.deploy.tflite_export import TFLiteConversionError
-from runners.export import export_inference_graph
+# core.deploy.exporter.FORMATS, written out so that a flag mistake is reported before the
+# TensorFlow import (tests/test_bad_inputs.py checks that they agree).
+FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8")
 
 flags.DEFINE_list(
     "input_shape",
@@ -38,9 +36,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("output_dir", None, "Directory for the exported files.")
 flags.DEFINE_bool("output_colours", False, "Output palette RGB colours instead of class ids.")
-flags.DEFINE_list(
-    "formats", list(exporter.FORMATS), f"Formats to write, from {','.join(exporter.FORMATS)}."
-)
+flags.DEFINE_list("formats", list(FORMATS), f"Formats to write, from {','.join(FORMATS)}.")
 flags.DEFINE_integer(
     "num_calibration_images", 100, "Eval images used to calibrate the int8 TFLite model."
 )
@@ -50,24 +46,22 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        result = export_inference_graph(
-            config_path=FLAGS.config_path,
-            trained_checkpoint=FLAGS.trained_checkpoint,
-            output_dir=FLAGS.output_dir,
-            input_shape=FLAGS.input_shape,
-            pad_to_shape=FLAGS.pad_to_shape,
-            output_colours=FLAGS.output_colours,
-            formats=FLAGS.formats,
-            num_calibration_images=FLAGS.num_calibration_images,
-            config_override=FLAGS.config_override,
-        )
-    except (ConfigError, CheckpointError, exporter.ExportError, TFLiteConversionError) as error:
-        sys.exit(f"error: {error}")  # a clear message, not the whole flag help
+    del argv
+    from runners.export import export_inference_graph  # noqa: PLC0415 - after flag checks
+
+    result = export_inference_graph(
+        config_path=FLAGS.config_path,
+        trained_checkpoint=FLAGS.trained_checkpoint,
+        output_dir=FLAGS.output_dir,
+        input_shape=FLAGS.input_shape,
+        pad_to_shape=FLAGS.pad_to_shape,
+        output_colours=FLAGS.output_colours,
+        formats=FLAGS.formats,
+        num_calibration_images=FLAGS.num_calibration_images,
+        config_override=FLAGS.config_override,
+    )
     print(f"Exported to {result.output_dir}: " + ", ".join(sorted(result.summary["files"])))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main)

@@ -15,16 +15,13 @@ exported model has its own.
 
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
+from runners import cli
 
-from builders import dataset_metadata_builder
-from builders.config_util import ConfigError
-from core.checkpoints.checkpoint_utils import CheckpointError
-from core.deploy import inference_runner
-from core.deploy.deploy_graph import ExportError
-from runners.inference import load_segmenter
+# core.deploy.inference_runner.OVERLAYS, written out so that a flag mistake is reported before
+# the TensorFlow import (tests/test_bad_inputs.py checks that they agree).
+OVERLAYS = ("side_by_side", "blend")
 
 flags.DEFINE_string("input_path", None, "An image, a video, or a folder of .jpg/.jpeg/.png.")
 flags.DEFINE_list(
@@ -42,9 +39,7 @@ flags.DEFINE_string("output_dir", "./", "Where the results are written.")
 flags.DEFINE_bool(
     "label_ids", False, "Write label-id PNGs (the dataset's official ids) instead of overlays."
 )
-flags.DEFINE_enum(
-    "overlay", "side_by_side", list(inference_runner.OVERLAYS), "How overlays are drawn."
-)
+flags.DEFINE_enum("overlay", "side_by_side", list(OVERLAYS), "How overlays are drawn.")
 flags.DEFINE_integer("warmup", 2, "Untimed network runs before latency is measured.")
 flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads (default: its own).")
 flags.DEFINE_bool(
@@ -55,31 +50,34 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        segmenter = load_segmenter(
-            model_path=FLAGS.model_path,
-            config_path=FLAGS.config_path,
-            trained_checkpoint=FLAGS.trained_checkpoint,
-            input_shape=FLAGS.input_shape,
-            pad_to_shape=FLAGS.pad_to_shape,
-            num_threads=FLAGS.num_threads,
-            jit_compile=FLAGS.jit_compile,
-        )
-        report = inference_runner.run_inference(
-            segmenter,
-            FLAGS.input_path,
-            FLAGS.output_dir,
-            overlay=FLAGS.overlay,
-            label_ids=FLAGS.label_ids,
-            warmup=FLAGS.warmup,
-            metadata=dataset_metadata_builder.build_for_model(FLAGS.config_path, FLAGS.model_path),
-        )
-    except (ConfigError, CheckpointError, ExportError, inference_runner.InferenceError) as error:
-        sys.exit(f"error: {error}")  # a clear message, not the whole flag help
+    del argv
+    # Imported here: a flag or config mistake is reported before the TensorFlow import.
+    from builders import dataset_metadata_builder  # noqa: PLC0415
+    from core.deploy import inference_runner  # noqa: PLC0415
+    from runners.inference import load_segmenter  # noqa: PLC0415
+
+    # The inputs are listed before the model is loaded: a wrong path fails in a second.
+    inference_runner.find_inputs(FLAGS.input_path)
+    segmenter = load_segmenter(
+        model_path=FLAGS.model_path,
+        config_path=FLAGS.config_path,
+        trained_checkpoint=FLAGS.trained_checkpoint,
+        input_shape=FLAGS.input_shape,
+        pad_to_shape=FLAGS.pad_to_shape,
+        num_threads=FLAGS.num_threads,
+        jit_compile=FLAGS.jit_compile,
+    )
+    report = inference_runner.run_inference(
+        segmenter,
+        FLAGS.input_path,
+        FLAGS.output_dir,
+        overlay=FLAGS.overlay,
+        label_ids=FLAGS.label_ids,
+        warmup=FLAGS.warmup,
+        metadata=dataset_metadata_builder.build_for_model(FLAGS.config_path, FLAGS.model_path),
+    )
     print(report.summary())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main)

@@ -14,13 +14,9 @@ recalibrated/pipeline.config; see runners/recalibrate.py and docs/training.md.
 
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-
-from builders.config_util import ConfigError
-from core.checkpoints.checkpoint_utils import CheckpointError
-from runners import recalibrate as recalibration
+from runners import cli
 
 flags.DEFINE_string("config_path", None, "Pipeline .config the checkpoint was trained with.")
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or training directory.")
@@ -34,19 +30,17 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv
     logging.set_verbosity(logging.INFO)
-    try:
-        result = recalibration.recalibrate(
-            config_path=FLAGS.config_path,
-            input_checkpoint=FLAGS.input_checkpoint,
-            output_dir=FLAGS.output_dir,
-            num_batches=FLAGS.num_batches,
-            batch_size=FLAGS.batch_size,
-        )
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    from runners import recalibrate as recalibration  # noqa: PLC0415 - after flag checks
+
+    result = recalibration.recalibrate(
+        config_path=FLAGS.config_path,
+        input_checkpoint=FLAGS.input_checkpoint,
+        output_dir=FLAGS.output_dir,
+        num_batches=FLAGS.num_batches,
+        batch_size=FLAGS.batch_size,
+    )
     print(
         f"Recalibrated batch norm on {result.num_images} images; checkpoint: "
         f"{result.checkpoint}; config: {result.pipeline_config}"
@@ -54,4 +48,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, extra_errors=(ValueError,))  # its ValueErrors name the bad value

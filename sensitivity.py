@@ -14,14 +14,13 @@ sensitivity.json, sensitivity.md (one row per unit), sensitivity.csv and sensiti
 
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
+from runners import cli
 
-from builders.config_util import ConfigError
-from core.checkpoints.checkpoint_utils import CheckpointError
-from core.pruning import sensitivity
-from runners import sensitivity as sensitivity_runner
+# core.pruning.sensitivity.GRANULARITIES, written out so that a flag mistake is reported before
+# the TensorFlow import (tests/test_bad_inputs.py checks that they agree).
+GRANULARITIES = ("block", "group")
 
 flags.DEFINE_string("config_path", None, "Pipeline .config of the checkpoint (eval data too).")
 flags.DEFINE_string("input_checkpoint", None, "Checkpoint prefix or training directory.")
@@ -32,7 +31,7 @@ flags.DEFINE_list(
 flags.DEFINE_enum(
     "granularity",
     "block",
-    list(sensitivity.GRANULARITIES),
+    list(GRANULARITIES),
     "block: backbone blocks / ICNet branches / heads; group: every channel group alone.",
 )
 flags.DEFINE_integer(
@@ -41,26 +40,31 @@ flags.DEFINE_integer(
 flags.DEFINE_list(
     "skippable_nodes", [], "Comma list of convs never pruned (scopes or original node names)."
 )
+flags.DEFINE_integer(
+    "recalibrate_bn_batches",
+    0,
+    "Recalibrate batch norm over N seeded training batches of the config before scoring the "
+    "baseline and every pruned candidate ('adaptive BN'); 0 (default): off.",
+)
 flags.mark_flags_as_required(["config_path", "input_checkpoint", "output_dir"])
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv
     logging.set_verbosity(logging.INFO)
-    try:
-        result, paths = sensitivity_runner.run(
-            config_path=FLAGS.config_path,
-            input_checkpoint=FLAGS.input_checkpoint,
-            output_dir=FLAGS.output_dir,
-            ratios=FLAGS.ratios,
-            granularity=FLAGS.granularity,
-            num_examples=FLAGS.num_examples,
-            skippable_nodes=FLAGS.skippable_nodes,
-        )
-    except (ConfigError, CheckpointError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    from runners import sensitivity as sensitivity_runner  # noqa: PLC0415 - after flag checks
+
+    result, paths = sensitivity_runner.run(
+        config_path=FLAGS.config_path,
+        input_checkpoint=FLAGS.input_checkpoint,
+        output_dir=FLAGS.output_dir,
+        ratios=FLAGS.ratios,
+        granularity=FLAGS.granularity,
+        num_examples=FLAGS.num_examples,
+        skippable_nodes=FLAGS.skippable_nodes,
+        recalibrate_bn_batches=FLAGS.recalibrate_bn_batches,
+    )
     print(
         f"Baseline mIoU {100 * result.baseline_miou:.2f}% on {result.num_images} images; "
         f"{len(result.units)} units. Table: {paths['md']}; plot: {paths['png']}"
@@ -68,4 +72,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, extra_errors=(ValueError,))  # its ValueErrors name the bad value

@@ -7,9 +7,9 @@ Running the same command again resumes from the newest checkpoint in --logdir. M
 --num_clones=N; several machines: set TF_CONFIG on each. See runners/train_flags.py for all flags.
 """
 
-from absl import app, flags
+from absl import flags
 
-from runners import train_flags
+from runners import cli, train_flags
 
 train_flags.define_flags(mem_saving=False)
 flags.adopt_module_key_flags(train_flags)  # list them in --helpshort
@@ -20,4 +20,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, name="train.py")

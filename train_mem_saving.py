@@ -9,9 +9,9 @@ Example:
       --config_path=configs/single_stage_icnet_1.0_1025_resnet_v1.config
 """
 
-from absl import app, flags
+from absl import flags
 
-from runners import train_flags
+from runners import cli, train_flags
 
 train_flags.define_flags(mem_saving=True)
 flags.adopt_module_key_flags(train_flags)  # list them in --helpshort
@@ -22,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, name="train_mem_saving.py")

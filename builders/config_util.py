@@ -24,6 +24,7 @@ import difflib
 import os
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from google.protobuf import descriptor, descriptor_pool, text_format
 from google.protobuf.message import Message
@@ -32,14 +33,34 @@ from google.protobuf.message import Message
 # modules; they are re-exported here because every caller imports them from here.
 from builders import custom_imports
 from builders.config_errors import ConfigError
-from builders.config_validation import (
-    FEATURE_EXTRACTOR_TYPES,
-    FINE_TUNE_CHECKPOINT_TYPES,
-    locate_fields,
-    validate_pipeline_config,
-)
 from core import file_utils
 from protos import compressor_pb2, pipeline_pb2
+
+if TYPE_CHECKING:
+    from builders.config_validation import (
+        FEATURE_EXTRACTOR_TYPES,
+        FINE_TUNE_CHECKPOINT_TYPES,
+        locate_fields,
+        validate_pipeline_config,
+    )
+
+# Validation needs the model registries and so TensorFlow (seconds to import); it is imported on
+# first use so that a missing file or a syntax error in a config is reported at once.
+_VALIDATION_NAMES = (
+    "FEATURE_EXTRACTOR_TYPES",
+    "FINE_TUNE_CHECKPOINT_TYPES",
+    "locate_fields",
+    "validate_pipeline_config",
+)
+
+
+def __getattr__(name: str):
+    if name in _VALIDATION_NAMES:
+        from builders import config_validation
+
+        return getattr(config_validation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FEATURE_EXTRACTOR_TYPES",
@@ -135,8 +156,14 @@ def _read_text(path: str, flag: str, what: str) -> str:
         raise ConfigError(
             f"{what} not found: {path!r}. Pass {flag} with the path of an existing file."
         )
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{what} {path!r} is not a text file ({error.reason} at byte {error.start}); pass "
+            f"{flag} with a text-format config (a binary file or a checkpoint was given?)."
+        ) from None
 
 
 def load_prune_config(path: str) -> compressor_pb2.CompressionConfig:
@@ -208,6 +235,8 @@ def load_pipeline_config(
     # Before validation: the modules register the names the config may use.
     custom_imports.import_modules(config.custom_imports, source=config_path)
     if validate:
+        from builders.config_validation import validate_pipeline_config
+
         validate_pipeline_config(config, source=config_path, text=text)
     return config
 

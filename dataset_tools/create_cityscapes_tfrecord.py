@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from core.data import standard_fields  # noqa: E402
 from dataset_tools import tfrecord_utils  # noqa: E402
@@ -337,5 +337,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    from runners import cli
+
     _define_flags()
-    app.run(main)
+    cli.run_main(main, extra_errors=(ValueError,))  # one line per mistake (ValueErrors name it)

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from core import visualization  # noqa: E402
 from dataset_tools import tfrecord_utils  # noqa: E402
@@ -130,5 +130,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    from runners import cli
+
     _define_flags()
-    app.run(main)
+    cli.run_main(main, extra_errors=(ValueError,))  # one line per mistake (ValueErrors name it)

@@ -45,7 +45,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from core.data.standard_fields import IGNORE_LABEL  # noqa: E402
 from core.datasets import label_map as label_map_files  # noqa: E402
@@ -327,5 +327,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    from runners import cli
+
     _define_flags()
-    app.run(main)
+    cli.run_main(main, extra_errors=(ValueError,))  # one line per mistake (ValueErrors name it)
