@@ -2,8 +2,11 @@
 
 Config in, files out (see :mod:`core.pruning.compression` for the files): loads the pipeline
 config (and the optional ``.prune_config``), restores the model, prunes it with the pruner the
-prune config and flags describe, writes a ``pipeline.config`` that builds the pruned model
-directly, and saves the pruned model, its summary and plots.
+prune config and flags describe, recalibrates the pruned model's batch norm over training
+batches (on by default when the config has training records: the moving statistics sliced from
+the unpruned model no longer describe the pruned network, see docs/compression.md), writes a
+``pipeline.config`` that builds the pruned model directly, and saves the pruned model, its
+summary and plots.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from builders import compressor_builder, config_util, model_builder
 from core.checkpoints import checkpoint_utils
 from core.pruning import compression
 from core.pruning.compression import CompressionOutput
+from runners import recalibrate
 from runners.common import build_model
 
 
@@ -71,6 +75,7 @@ def compress(
     flops_input_size: Sequence[int] | None = (1025, 2049),
     latency_input_size: Sequence[int] | None = None,
     latency_runs: int = 3,
+    recalibrate_bn_batches: int | None = None,
 ) -> CompressionOutput:
     """Prunes ``input_checkpoint`` (a model of ``config_path``) and writes the results.
 
@@ -88,11 +93,18 @@ def compress(
       latency_input_size: (height, width) for the CPU latency of both models, or None to skip
         it (also skipped with ``soft_apply``).
       latency_runs: timed forward passes per model.
+      recalibrate_bn_batches: training batches (``train_config.batch_size`` images, seeded)
+        over which the pruned model's batch-norm moving statistics are recomputed; None:
+        ``runners.recalibrate.DEFAULT_NUM_BATCHES`` when the config's train_input_reader
+        names existing records, else skipped with a log line; 0: off. The summary's
+        ``bn_recalibration`` says whether it ran and over how many images.
 
     Raises:
       ConfigError, CheckpointError, ValueError: with the file, flag or layer named.
     """
     pipeline = config_util.load_pipeline_config(config_path)
+    flag = "--recalibrate_bn_batches"
+    num_batches, why_not = recalibrate.resolve_num_batches(pipeline, recalibrate_bn_batches, flag)
     prune_config = config_util.load_prune_config(prune_config_path) if prune_config_path else None
     model = build_model(pipeline, build_variables=False)
     if latency_input_size and not soft_apply:
@@ -117,6 +129,7 @@ def compress(
         new_pipeline = pruned_model_config(pipeline, result.layer_widths, compression_factor)
     pruned = build_model(new_pipeline, build_variables=False)
     compression.transfer_tensors(pruned, result)
+    recalibration = _recalibrate(pruned, new_pipeline, num_batches, why_not)
     checkpoint = compression.save_checkpoint(pruned, output_dir)
     config_path_out = config_util.write_pipeline_config(new_pipeline, output_dir)
     _, model_config = model_builder.model_config(new_pipeline)
@@ -131,6 +144,7 @@ def compress(
     summary["filter_scale"] = model_config.filter_scale
     summary["layer_widths"] = {entry.scope: entry.filters for entry in model_config.layer_widths}
     summary.update(sizes)
+    summary["bn_recalibration"] = recalibration
     if latency_size:
         summary.update(compression.latency_report(model, pruned, latency_size, latency_runs))
     elif latency_input_size:
@@ -139,3 +153,17 @@ def compress(
         summary["plots"] = compression.plot_l1_norms(result, output_dir)
     compression.write_summary(summary, output_dir)
     return CompressionOutput(checkpoint, config_path_out, summary)
+
+
+def _recalibrate(pruned, pipeline, num_batches: int, why_not: str) -> dict:
+    """Recalibrates the pruned model's batch norm unless ``num_batches`` is 0; the summary entry."""
+    if not num_batches:
+        logging.info("Batch norm of the pruned model is not recalibrated: %s.", why_not)
+        return {"ran": False, "num_batches": 0, "num_images": 0, "reason": why_not}
+    images = recalibrate.make_recalibrator(pruned, pipeline, num_batches)()
+    logging.info(
+        "Recalibrated the pruned model's batch norm on %d training images (%d batches).",
+        images,
+        num_batches,
+    )
+    return {"ran": True, "num_batches": num_batches, "num_images": images, "reason": ""}

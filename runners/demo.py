@@ -36,7 +36,12 @@ from runners import eval_loop, trainer
 from runners.export import export_inference_graph
 from runners.inference import load_segmenter
 
-DEFAULT_CONFIG = "configs/icnet_synthetic_demo.config"
+# Beside the package, not the working directory: the demo runs from anywhere (also installed).
+DEFAULT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "configs",
+    "icnet_synthetic_demo.config",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +120,10 @@ def run_demo(options: DemoOptions = DemoOptions()) -> DemoResult:
     """
     started = time.perf_counter()
     out = os.path.abspath(options.output_dir)
+    # Checked before any scene is generated (minutes with the defaults); the records are named
+    # once they exist.
+    named_later = {"train": "synthetic_train.record", "val": "synthetic_val.record"}
+    config_util.load_pipeline_config(options.config_path, _overrides(options, named_later))
     logging.info(
         "Demo 1/5: generating %d + %d synthetic scenes", options.num_train, options.num_val
     )

@@ -4,7 +4,8 @@
 a :class:`core.evaluation.evaluator.EvalRunner`; :func:`evaluate_checkpoint`,
 :func:`evaluate_continuously` (wait for new checkpoints, evaluate each once)
 and :func:`evaluate_all_from` (one checkpoint and every later one, then exit)
-are what ``eval.py`` calls via :func:`run`.
+are what ``eval.py`` calls via :func:`run`. :func:`build_eval_hook` gives ``train.py`` the
+same runner as a training hook (evaluation during training, ``--eval_every_n_steps``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from builders import (
 from core.checkpoints import checkpoint_utils
 from core.checkpoints.checkpoint_utils import CheckpointError
 from core.evaluation.evaluator import EvalOptions, EvalRunner
+from core.training.eval_hook import EvalHook
+from runners.train_options import TrainOptions
+
+# Where train.py's evaluation during training writes, inside the logdir.
+TRAIN_EVAL_DIR = "eval"
+TRAIN_BEST_DIR = "best"
+TRAIN_CHECKPOINT_NAME = "model.ckpt"  # runners.trainer.CHECKPOINT_NAME (trainer imports us)
 
 
 def build_eval_runner(config, options: EvalOptions | None = None) -> EvalRunner:
@@ -88,6 +96,38 @@ def evaluate_checkpoint(
     """
     prefix = checkpoint_utils.resolve_checkpoint(checkpoint_path)  # fail before building
     return build_eval_runner(config, options).evaluate(prefix, eval_dir)
+
+
+def build_eval_hook(config, logdir: str, options: TrainOptions, chief: bool = True) -> EvalHook:
+    """The hook of ``train.py --eval_every_n_steps``: eval.py's runner, every N steps.
+
+    The runner is :func:`build_eval_runner`'s, so the model (float32, a copy outside any
+    ``tf.distribute`` strategy), the dataset, the evaluators, the JSON files and the summaries
+    are eval.py's. Build it after the training model and data: its model's initialisers then
+    draw nothing a seeded run's training uses.
+
+    Args:
+      config: the training ``PipelineConfig`` (with ``eval_input_reader``).
+      logdir: the training directory; the best checkpoint goes to ``<logdir>/best``.
+      options: ``eval_every_n_steps`` (>= 1), ``eval_num_examples`` (0:
+        ``eval_config.num_examples``) and ``eval_dir`` (empty: ``<logdir>/eval``) are read.
+      chief: False on a non-chief worker, which only takes part in the saves.
+
+    Raises:
+      ConfigError: the config has no ``eval_input_reader``.
+      ValueError, FileNotFoundError: from the builders (bad values, missing records).
+    """
+    runner = None
+    if chief:
+        eval_options = EvalOptions(num_examples=options.eval_num_examples or None)
+        runner = build_eval_runner(config, eval_options)
+    return EvalHook(
+        runner,
+        options.eval_every_n_steps,
+        options.eval_dir or os.path.join(logdir, TRAIN_EVAL_DIR),
+        best_dir=os.path.join(logdir, TRAIN_BEST_DIR),
+        checkpoint_name=TRAIN_CHECKPOINT_NAME,
+    )
 
 
 def _final_step(config) -> int | None:

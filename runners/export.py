@@ -4,6 +4,11 @@ The library part (the deploy graph, the formats, the atomic output directory) is
 :mod:`core.deploy.exporter`, which takes a built model and plain values; this runner reads the
 config, builds and restores the model (:func:`runners.common.load_model`) and picks the int8
 calibration images from the config's eval records.
+
+A checkpoint trained with quantization-aware training (``train_config.quantize_with_delay``;
+its activation ranges are in the checkpoint) gets its int8 TFLite from those ranges, without
+calibration; the eval records, when configured, only feed the agreement report. Float
+checkpoints keep post-training quantization.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from builders import config_util, dataset_builder
 from core.checkpoints import checkpoint_utils
+from core.deploy import tflite_export
 from core.deploy.deploy_graph import ExportError, parse_input_shape, parse_pad_to_shape
 from core.deploy.exporter import (
     FORMATS,
@@ -19,7 +25,8 @@ from core.deploy.exporter import (
     calibration_images_from_records,
     export_model,
 )
-from runners.common import load_model
+from models import quantization
+from runners.common import build_model, load_model
 
 
 def export_inference_graph(
@@ -59,8 +66,19 @@ def export_inference_graph(
     formats = tuple(formats)
     # Resolved before anything is built, so a wrong path fails in a second.
     prefix = checkpoint_utils.resolve_checkpoint(trained_checkpoint)
+    qat = quantization.has_ranges(checkpoint_utils.checkpoint_shapes(prefix))
     calibration = None
-    if "tflite_int8" in formats:
+    if "tflite_int8" in formats and qat:
+        # Trained ranges: eval images, when there are any, only feed the agreement report.
+        if config.HasField("eval_input_reader"):
+            calibration = calibration_images_from_records(
+                lambda: dataset_builder.build_eval_dataset(
+                    config.eval_input_reader, config.eval_config
+                ),
+                shape[1:3],
+                tflite_export.REPORT_IMAGES,
+            )
+    elif "tflite_int8" in formats:
         if not config.HasField("eval_input_reader"):
             raise ExportError(
                 f"{config_path}: tflite_int8 is calibrated on the eval records, but the config "
@@ -77,7 +95,14 @@ def export_inference_graph(
             shape[1:3],
             num_calibration_images,
         )
-    model, prefix = load_model(config, prefix)
+    state = None
+    if qat:
+        # Attached (inactive) before the restore: the ranges are variables of the model.
+        model = build_model(config)
+        state = quantization.attach(model, active=False)
+        prefix = checkpoint_utils.restore_model(model, prefix)
+    else:
+        model, prefix = load_model(config, prefix)
     return export_model(
         model,
         output_dir,
@@ -88,4 +113,5 @@ def export_inference_graph(
         calibration,
         write_config=lambda directory: config_util.write_pipeline_config(config, directory),
         summary_extra={"config_path": config_path, "checkpoint": prefix},
+        quantization_state=state,
     )

@@ -8,7 +8,10 @@ a model file. This runner reads the config, builds and restores the checkpoint's
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+
+from absl import logging
 
 from builders import config_util
 from builders.model_builder import model_config
@@ -63,6 +66,7 @@ def load_segmenter(
             "(with --config_path)."
         )
     if model_path is not None:
+        model_path = resolve_model_path(model_path)
         return _load_exported(model_path, config_path, input_shape, pad_to_shape, num_threads)
     if config_path is None:
         raise ExportError("--trained_checkpoint needs --config_path to build the model.")
@@ -75,6 +79,34 @@ def load_segmenter(
     prefix = checkpoint_utils.resolve_checkpoint(trained_checkpoint)
     model, prefix = load_model(config, prefix)
     return ModelSegmenter(model, shape, padding, description=prefix, jit_compile=jit_compile)
+
+
+# What export.py writes into its --output_dir, in the order a folder given as --model_path is
+# searched (core/deploy/exporter.py names them).
+_EXPORTED_MODELS = ("saved_model", "frozen_inference_graph.pb", "model_float32.tflite")
+
+
+def resolve_model_path(model_path: str) -> str:
+    """``model_path``, or the model inside it when it is export.py's output folder.
+
+    Raises:
+      ExportError: a folder that is neither a SavedModel nor an export folder holding one.
+    """
+    if not os.path.isdir(model_path) or any(
+        os.path.isfile(os.path.join(model_path, name))
+        for name in ("saved_model.pb", "saved_model.pbtxt")
+    ):
+        return model_path
+    for name in _EXPORTED_MODELS:
+        candidate = os.path.join(model_path, name)
+        if os.path.exists(candidate):
+            logging.info("--model_path is an export folder; using %s", candidate)
+            return candidate
+    raise ExportError(
+        f"--model_path {model_path!r} is a folder without a model: pass the saved_model/ folder, "
+        f"frozen_inference_graph.pb or a .tflite file that export.py wrote, or export.py's "
+        f"--output_dir holding them ({', '.join(_EXPORTED_MODELS)} not found there)."
+    )
 
 
 def _load_exported(

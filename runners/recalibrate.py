@@ -6,21 +6,29 @@ the batches have the training crop size and the same images on every run) with t
 frozen, sets every BN layer's moving mean and variance to the population statistics of its input
 (:mod:`core.training.recalibration`), and writes ``<output_dir>/model.ckpt`` (same variable
 names as the input, so eval.py, export.py and compress.py read it) and ``pipeline.config``.
+
+:func:`resolve_num_batches` and :func:`make_recalibrator` are the same step for compress.py and
+sensitivity.py, whose flag defaults to "on when the config has training data".
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import tensorflow as tf
 from absl import logging
 
 from builders import config_util, dataset_builder, model_builder
 from core.checkpoints import checkpoint_utils
-from core.training.recalibration import recalibrate_batch_norm
+from core.data.input_pipeline import expand_input_paths
+from core.training.recalibration import BatchNormRecalibrator, recalibrate_batch_norm
 from runners.common import load_model
 
 CHECKPOINT_NAME = "model.ckpt"
+# Batches run when a flag is left at its default and the config has training data: a few
+# hundred images at the usual batch sizes, enough for stable population statistics.
+DEFAULT_NUM_BATCHES = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +55,74 @@ def training_batches(config, batch_size: int, seed: int) -> tf.data.Dataset:
     _, model_config = model_builder.model_config(config)
     ignore_label = model_config.loss.ignore_label
     return dataset_builder.build_train_dataset(config, batch_size, ignore_label, seed)
+
+
+def missing_train_input(config) -> str | None:
+    """None when the config's ``train_input_reader`` names existing records; else why not."""
+    if not config.HasField("train_input_reader"):
+        return "the config has no train_input_reader"
+    paths = list(config.train_input_reader.tf_record_input_reader.input_path)
+    if not paths:
+        return "train_input_reader has no tf_record_input_reader.input_path"
+    try:
+        expand_input_paths(paths)
+    except FileNotFoundError as error:
+        return str(error)
+    return None
+
+
+def resolve_num_batches(config, requested: int | None, flag: str) -> tuple[int, str]:
+    """How many batches a recalibration flag asks for, and why none when it is 0.
+
+    Args:
+      config: the ``PipelineConfig`` whose training input would be used.
+      requested: the flag's value: None (default: :data:`DEFAULT_NUM_BATCHES` when the config
+        has training records, else none), 0 (off) or a count (records required).
+      flag: the flag's name for messages, e.g. ``--recalibrate_bn_batches``.
+
+    Returns:
+      ``(num_batches, reason)``: ``num_batches`` 0 with the reason it does not run, or the
+      count with an empty reason.
+
+    Raises:
+      ValueError: a negative count, or a count > 0 and no training records (named).
+    """
+    if requested is not None and requested < 0:
+        raise ValueError(f"{flag} must be >= 0 (0: off), got {requested}.")
+    if requested == 0:
+        return 0, f"{flag}=0"
+    missing = missing_train_input(config)
+    if missing is None:
+        return requested or DEFAULT_NUM_BATCHES, ""
+    if requested is None:
+        return 0, missing
+    raise ValueError(
+        f"{flag}={requested} recalibrates batch norm on training images, but {missing}. Add "
+        "train_input_reader { tf_record_input_reader { input_path: '...' } } to the config, "
+        f"or pass {flag}=0."
+    )
+
+
+def make_recalibrator(model, config, num_batches: int, *, seed: int = 0) -> Callable[[], int]:
+    """``() -> images used``: recalibrates ``model`` in place over seeded training batches.
+
+    Each call runs ``num_batches`` batches of ``train_config.batch_size`` images with the
+    config's training preprocessing, rebuilt from the same seed, so every call sees the same
+    images; the forward pass is traced once for all calls.
+
+    Raises:
+      ValueError: ``train_config.batch_size`` below 1, or no train_input_reader.
+    """
+    batch_size = config.train_config.batch_size
+    if batch_size < 1:
+        raise ValueError(f"train_config.batch_size must be at least 1, got {batch_size}.")
+    recalibrator = BatchNormRecalibrator(model)
+
+    def recalibrate_once() -> int:
+        dataset = training_batches(config, batch_size, seed)
+        return recalibrator(iter(dataset), num_batches)
+
+    return recalibrate_once
 
 
 def recalibrate(

@@ -3,7 +3,12 @@
 Config in, files out: reads the pipeline config, restores the checkpoint, resolves the
 ``--skippable_nodes`` names, builds the eval dataset from ``eval_input_reader`` and hands plain
 values to :func:`core.pruning.sensitivity.analyze`; the report goes to ``output_dir``
-(:func:`core.pruning.sensitivity_report.write_report`).
+(:func:`core.pruning.sensitivity_report.write_report`). With ``recalibrate_bn_batches`` N the
+baseline and every candidate are scored after recalibrating batch norm over the same N seeded
+training batches (``runners.recalibrate.make_recalibrator``). It is off by default: it costs N
+training-mode batches per candidate (units x ratios of them), and it answers another question
+than the default (how much a unit matters once its statistics are refreshed, instead of how
+much pruning it alone costs as it is).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from absl import logging
 from builders import compressor_builder, config_util, dataset_builder
 from core.pruning import sensitivity
 from core.pruning.sensitivity import SensitivityResult
+from runners import recalibrate as recalibration
 from runners.common import load_model
 
 
@@ -26,6 +32,7 @@ def analyze(
     granularity: str = "block",
     num_examples: int | None = None,
     skip_nodes: Sequence[str] = (),
+    recalibrate_bn_batches: int = 0,
 ) -> SensitivityResult:
     """:func:`core.pruning.sensitivity.analyze` on the eval data of a pipeline config.
 
@@ -36,15 +43,22 @@ def analyze(
       granularity: ``block`` or ``group``.
       num_examples: images to score; None uses ``eval_config.num_examples`` (0 there: all).
       skip_nodes: conv scopes or original node names never pruned (``--skippable_nodes``).
+      recalibrate_bn_batches: recalibrate batch norm over this many seeded training batches
+        of the config before each score (the baseline's too); 0: off.
 
     Raises:
       ConfigError: no ``eval_input_reader``.
-      ValueError: bad ratios, granularity, num_examples or skip node; EvaluationError.
+      ValueError: bad ratios, granularity, num_examples or skip node; a recalibration count
+        without training records; EvaluationError.
     """
     ratios = sensitivity.parse_ratios(ratios)
     if num_examples is not None and num_examples < 1:
         raise ValueError(f"--num_examples must be >= 1 (or unset), got {num_examples}.")
     sensitivity.check_granularity(granularity)
+    # Off unless asked for (module docstring); a count needs the config's training records.
+    num_batches, _ = recalibration.resolve_num_batches(
+        pipeline, recalibrate_bn_batches or 0, "--recalibrate_bn_batches"
+    )
     if not pipeline.HasField("eval_input_reader"):
         raise config_util.ConfigError(
             "the config has no eval_input_reader: add eval_input_reader { tf_record_input_reader "
@@ -66,6 +80,9 @@ def analyze(
         granularity=granularity,
         num_examples=num_examples or eval_config.num_examples or None,
         skip_scopes=skip_scopes,
+        recalibrate=(
+            recalibration.make_recalibrator(model, pipeline, num_batches) if num_batches else None
+        ),
     )
 
 
@@ -78,6 +95,7 @@ def run(
     granularity: str = "block",
     num_examples: int | None = None,
     skippable_nodes: Sequence[str] = (),
+    recalibrate_bn_batches: int = 0,
 ) -> tuple[SensitivityResult, dict[str, str]]:
     """What ``sensitivity.py`` runs: load, restore, :func:`analyze`, write the report.
 
@@ -98,6 +116,7 @@ def run(
         granularity=granularity,
         num_examples=num_examples,
         skip_nodes=skippable_nodes,
+        recalibrate_bn_batches=recalibrate_bn_batches,
     )
     result.checkpoint = prefix
     paths = sensitivity.write_report(result, output_dir)

@@ -8,7 +8,6 @@ describes a multi-worker cluster (``MultiWorkerMirroredStrategy``).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from absl import app, flags, logging
@@ -16,7 +15,7 @@ from absl import app, flags, logging
 from builders import config_util
 from core.checkpoints import checkpoint_utils
 from core.training import distribution
-from runners import trainer
+from runners import cli, input_checks, trainer
 
 IGNORED_TF1_FLAGS = ("num_replicas", "startup_delay_steps", "num_ps_tasks", "master", "task")
 
@@ -121,6 +120,37 @@ def define_flags(mem_saving: bool = False, flag_values: flags.FlagValues = flags
         "module listed in the config's custom_imports), run after the built-in ones.",
         flag_values=fv,
     )
+    flags.DEFINE_integer(
+        "eval_every_n_steps",
+        0,
+        "Evaluate on the config's eval_input_reader every N steps and at the last step, as "
+        "eval.py does (metrics_<step>.json and summaries in --eval_dir), keeping the best "
+        "checkpoint by mIoU in <logdir>/best; 0: off.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "eval_num_examples",
+        0,
+        "Images per evaluation of --eval_every_n_steps; 0: eval_config.num_examples.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "eval_dir", "", "Where --eval_every_n_steps writes; default <logdir>/eval.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "recalibrate_bn_batches",
+        0,
+        "At the end of training, recompute the batch-norm moving statistics over N training "
+        "batches (weights frozen, seeded) and write them into the final checkpoint; 0: off.",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "divergence_factor",
+        1000.0,
+        "Stop when the total loss exceeds this many times its median over the last 100 steps "
+        "(a diverged run; the last checkpoint with a sane loss is named); 0: only NaN/Inf stop.",
+        flag_values=fv,
+    )
     if mem_saving:
         flags.DEFINE_list(
             "checkpoint_nodes",
@@ -160,6 +190,11 @@ def options_from_flags(
         checkpoint_nodes=tuple(fv.checkpoint_nodes) if mem_saving else (),
         log_memory=fv.log_memory,
         jit_compile=fv.jit_compile,
+        recalibrate_bn_batches=fv.recalibrate_bn_batches,
+        divergence_factor=fv.divergence_factor,
+        eval_every_n_steps=fv.eval_every_n_steps,
+        eval_num_examples=fv.eval_num_examples,
+        eval_dir=fv.eval_dir,
     )
 
 
@@ -175,6 +210,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS, mem_saving: bool = False):
             )
     options = options_from_flags(flag_values, mem_saving)
     config = config_util.load_pipeline_config(flag_values.config_path, flag_values.config_override)
+    input_checks.check_train_records(config)  # before anything is traced or written
     return trainer.train(config, flag_values.logdir, options, tuple(flag_values.extra_hooks))
 
 
@@ -187,5 +223,4 @@ def main(
     try:
         run(flag_values, mem_saving)
     except USER_ERRORS as error:
-        logging.error("%s", error)
-        sys.exit(f"{argv[0]}: error: {error}")
+        cli.fail(error, name=argv[0])  # one line (a traceback too with --verbose)

@@ -41,6 +41,16 @@ class TrainOptions:
       log_memory: report peak memory with the progress lines.
       jit_compile: compile the train step with XLA (optional: on a CPU it is slower, see
         docs/benchmarks.md).
+      eval_every_n_steps: evaluate on the eval reader every N steps and at the last step,
+        keeping the best checkpoint in ``<logdir>/best`` (``core.training.eval_hook``); 0: off.
+      eval_num_examples: images per such evaluation; 0 uses ``eval_config.num_examples``.
+      eval_dir: where those evaluations write; empty: ``<logdir>/eval``.
+      recalibrate_bn_batches: at the end of a run that reaches ``num_steps``, recompute the
+        batch-norm moving statistics over this many training batches (seeded with ``seed``,
+        else 0) and write them into the final checkpoint; 0 turns it off
+        (``core.training.recalibration.BatchNormRecalibrationHook``).
+      divergence_factor: stop when the total loss exceeds this many times its running median
+        (``core.training.loss_guard``); 0: only NaN/Inf stop the run.
     """
 
     num_clones: int = 1
@@ -58,6 +68,11 @@ class TrainOptions:
     checkpoint_nodes: tuple[str, ...] = ()
     log_memory: bool = False
     jit_compile: bool = False
+    eval_every_n_steps: int = 0
+    eval_num_examples: int = 0
+    eval_dir: str = ""
+    recalibrate_bn_batches: int = 0
+    divergence_factor: float = 1000.0
 
     def __post_init__(self) -> None:
         checks = (
@@ -67,6 +82,10 @@ class TrainOptions:
             ("max_checkpoints_to_keep", self.max_checkpoints_to_keep >= 1, ">= 1"),
             ("log_every_n_steps", self.log_every_n_steps >= 1, ">= 1"),
             ("save_summaries_steps", self.save_summaries_steps >= 0, ">= 0 (0: off)"),
+            ("recalibrate_bn_batches", self.recalibrate_bn_batches >= 0, ">= 0 (0: off)"),
+            ("eval_every_n_steps", self.eval_every_n_steps >= 0, ">= 0 (0: off)"),
+            ("eval_num_examples", self.eval_num_examples >= 0, ">= 0 (0: eval_config's)"),
+            ("divergence_factor", self.divergence_factor >= 0, ">= 0 (0: off)"),
         )
         for name, ok, expected in checks:
             if not ok:

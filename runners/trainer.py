@@ -6,7 +6,7 @@ other op runs; builds the data and, with :func:`build_train_step` (which the tra
 reuses), the model (synchronised batch norm with several replicas), loss, optimizer and compiled
 step; resumes from the newest ``<logdir>/model.ckpt-<step>`` or initialises from
 ``fine_tune_checkpoint``; then runs ``core.training.loop.TrainLoop`` to ``num_steps`` (0: until
-stopped) with the hooks of :func:`build_hooks`: NaN/Inf guard, memory and progress lines,
+stopped) with the hooks of ``runners.train_hooks.build_hooks``: NaN/Inf guard, memory and progress lines,
 summaries, and ``tf.train.CheckpointManager`` checkpoints (every ``save_interval_secs`` and at
 the end, in the slim-named format that eval, export and compress read). ``extra_hooks`` add
 behaviours (evaluation during training, EMA, ...) without editing the loop.
@@ -18,6 +18,7 @@ resumed run draws fresh random batches, as the original did.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -34,28 +35,17 @@ from builders import (
     optimizer_builder,
 )
 from core.checkpoints import checkpoint_init, checkpoint_utils
-from core.registry import UnknownNameError
-from core.training import distribution
-from core.training.hooks import (
-    HOOKS,
-    CheckpointHook,
-    MemoryHook,
-    NonFiniteLossError,
-    NonFiniteLossGuard,
-    ProgressHook,
-    SummaryHook,
-)
+from core.training import distribution, quantization
+from core.training.hooks import NonFiniteLossError, ProgressHook
 from core.training.loop import HookBase, TrainLoop
 from core.training.precision import dtype_policy, precision_policy
-from core.training.summaries import SummaryWriter
 from core.training.train_progress import peak_memory
 from core.training.train_step import TrainStep
 from core.training.variables import auxiliary_keys, trainable_variables
+from runners import eval_loop
 from runners.common import build_model
+from runners.train_hooks import CHECKPOINT_NAME, build_hooks, resolve_hooks
 from runners.train_options import TrainError, TrainingParts, TrainOptions, TrainResult
-
-CHECKPOINT_NAME = "model.ckpt"
-
 
 # --------------------------------------------------------------------------- building
 
@@ -186,74 +176,17 @@ def build_train_step(
     return TrainingParts(model, loss_fn, optimizer, schedule, variables, global_step, step_fn)
 
 
-def build_hooks(
-    options: TrainOptions,
-    parts: TrainingParts,
-    checkpoint: tf.train.Checkpoint,
-    *,
-    logdir: str,
-    save_dir: str,
-    batch_size: int,
-    chief: bool = True,
-    save_on_interrupt: bool = True,
-    keep_every_n_hours: float | None = None,
-    extra_hooks: Sequence[HookBase | str] = (),
-) -> list[HookBase]:
-    """The hooks of a run, in order: NaN guard, memory, progress, summaries, checkpoint, extras.
-
-    Args:
-      options: the run's settings (intervals, ``log_memory``, summaries).
-      parts: from :func:`build_train_step` (the weights checked before each save).
-      checkpoint: what the checkpoint hook saves.
-      logdir: where the summaries go.
-      save_dir: where this worker saves (the logdir, or a non-chief worker's scratch copy,
-        removed at the end).
-      batch_size: the global batch, for images/s.
-      chief: this worker writes summaries.
-      save_on_interrupt: save on Ctrl-C (a lone process only).
-      keep_every_n_hours: keep one older checkpoint per this many hours (None: only the newest).
-      extra_hooks: hooks, or names registered in ``core.training.hooks.HOOKS`` (built without
-        arguments), run after the built-in ones.
-
-    Raises:
-      TrainError: an extra hook's name is not registered.
-    """
-    extras = resolve_hooks(extra_hooks)
-    checkpoints = CheckpointHook(
-        checkpoint,
-        save_dir,
-        interval_secs=options.save_interval_secs,
-        max_to_keep=options.max_checkpoints_to_keep,
-        keep_every_n_hours=keep_every_n_hours,
-        checkpoint_name=CHECKPOINT_NAME,
-        step_counter=parts.global_step,
-        weights=parts.model.named_variables().values(),
-        save_on_interrupt=save_on_interrupt,
-        remove_directory=save_dir != logdir,
+def _nothing_to_train(logdir: str, step: int, num_steps: int) -> TrainResult:
+    """The result of a run whose resumed checkpoint already reaches ``num_steps``."""
+    latest = tf.train.latest_checkpoint(logdir)
+    logging.info(
+        "Checkpoint %s at step %d already reaches num_steps %d; nothing to train (raise "
+        "num_steps to train further).",
+        latest,
+        step,
+        num_steps,
     )
-    hooks: list[HookBase] = [NonFiniteLossGuard(lambda: checkpoints.latest_checkpoint)]
-    if options.log_memory:
-        hooks.append(MemoryHook(options.log_every_n_steps))
-    hooks.append(ProgressHook(batch_size, options.log_every_n_steps))
-    if options.save_summaries_steps:
-        writer = SummaryWriter(logdir, enabled=chief)
-        hooks.append(SummaryHook(writer, options.save_summaries_steps))
-    return [*hooks, checkpoints, *extras]
-
-
-def resolve_hooks(hooks: Sequence[HookBase | str]) -> list[HookBase]:
-    """Hooks, with each name replaced by its ``HOOKS`` class built without arguments.
-
-    Raises:
-      TrainError: a name is not registered (the message lists the registered ones).
-    """
-    try:
-        return [HOOKS.get(hook)() if isinstance(hook, str) else hook for hook in hooks]
-    except UnknownNameError as error:
-        raise TrainError(f"--extra_hooks: {error}") from None
-
-
-# --------------------------------------------------------------------------- training
+    return TrainResult(step, math.nan, {}, latest, 0.0, peak_memory()[0])
 
 
 def train(
@@ -308,14 +241,24 @@ def train(
     # The data is built before the model: with a seed, the order of the random ops fixes both.
     dataset = _dataset(config, batch_size, model_config.loss.ignore_label, options.seed)
     parts = build_train_step(config, options, strategy)
+    delay = train_config.quantize_with_delay
+    with strategy.scope():  # ranges attached (off) before the checkpoint object is made
+        qat_state = quantization.attach_for_training(parts.model, delay)
+    if qat_state is not None:
+        qat_hook = quantization.QuantizationDelayHook(qat_state, delay, parts.step_fn.retrace)
+        extra_hooks = [qat_hook, *extra_hooks]
     checkpoint = checkpoint_utils.make_checkpoint(parts.model, parts.optimizer, parts.global_step)
     start_step = _initialize(parts.model, checkpoint, logdir, train_config)
+    if num_steps and start_step >= num_steps:
+        return _nothing_to_train(logdir, start_step, num_steps)
     if start_step and options.seed is not None:
         # The seeded input is the same sequence on every run: skip what was trained on.
         logging.info("Skipping the %d batches already trained on (--seed is set).", start_step)
         dataset = dataset.skip(start_step)
     elif start_step:
         logging.info("No --seed: the resumed run draws fresh random batches.")
+    if options.eval_every_n_steps:  # built after the model and data: shifts no seeded draw
+        extra_hooks = [eval_loop.build_eval_hook(config, logdir, options, chief), *extra_hooks]
     hooks = build_hooks(
         options,
         parts,
@@ -328,6 +271,10 @@ def train(
         save_on_interrupt=distribution.cluster_spec_from_env() is None,
         keep_every_n_hours=train_config.keep_checkpoint_every_n_hours or None,
         extra_hooks=extra_hooks,
+        # Built at the end only: it draws nothing from the seeded sequence of the run.
+        recalibration_batches=lambda: _dataset(
+            config, batch_size, model_config.loss.ignore_label, options.seed or 0
+        ),
     )
     optimizer = parts.optimizer
     loop = TrainLoop(

@@ -29,6 +29,7 @@ Outputs of an earlier export that this one does not rewrite are kept, with a war
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -40,8 +41,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from core import file_utils
 from core.analysis import flops
 from core.checkpoints import checkpoint_utils
+from core.checkpoints.crash_safety import pause_point
 from core.data.standard_fields import InputDataFields
 from core.deploy import tflite_export
 from core.deploy.deploy_graph import (
@@ -62,6 +65,9 @@ TFLITE_INT8_NAME = "model_int8.tflite"
 CHECKPOINT_PREFIX = "model.ckpt"
 CONFIG_NAME = "pipeline.config"
 SUMMARY_NAME = "export_summary.json"
+_STAGING_PREFIX = ".export-staging-"
+_COMMIT_NAME = ".commit"
+_ASIDE_INFIX = ".old-"
 
 # Selectable outputs (``--formats``); the checkpoint, config and summary are always written.
 FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8")
@@ -73,16 +79,21 @@ FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8")
 class _Staging:
     """A hidden directory in ``output_dir`` where files are written before being committed.
 
-    ``commit`` moves each staged entry to its final name with ``os.replace`` (atomic on one
+    ``commit`` first records the staged names in a ``.commit`` file (the export is complete),
+    then moves each staged entry to its final name with ``os.replace`` (atomic on one
     filesystem). A directory (the SavedModel) cannot replace a non-empty one, so the old one is
     first renamed aside and deleted after the new one is in place: a reader sees either the old
-    or the new SavedModel, never a partial one.
+    or the new SavedModel, never a partial one. A process killed before the ``.commit`` file
+    leaves the previous export as it was; one killed while moving (milliseconds) leaves a mix
+    of old and new files, which the next export into the directory completes first
+    (:func:`recover_interrupted_export`).
     """
 
     def __init__(self, output_dir: str):
         os.makedirs(output_dir, exist_ok=True)
+        recover_interrupted_export(output_dir)
         self.output_dir = output_dir
-        self.directory = tempfile.mkdtemp(dir=output_dir, prefix=".export-staging-")
+        self.directory = tempfile.mkdtemp(dir=output_dir, prefix=_STAGING_PREFIX)
         self._entries: list[str] = []
 
     def path(self, name: str) -> str:
@@ -97,28 +108,58 @@ class _Staging:
 
     def commit(self) -> list[str]:
         """Moves the staged entries into place, each atomically; returns their final paths."""
-        final_paths = []
-        # The checkpoint index is what marks a checkpoint as present; move it last.
-        names = sorted(self._entries, key=lambda name: name.endswith(".index"))
-        for name in names:
-            source = os.path.join(self.directory, name)
-            target = os.path.join(self.output_dir, name)
-            if os.path.isdir(source):
-                aside = None
-                if os.path.exists(target):
-                    aside = tempfile.mkdtemp(dir=self.output_dir, prefix=f".{name}.old-")
-                    os.rmdir(aside)
-                    os.replace(target, aside)
-                os.replace(source, target)
-                if aside:
-                    shutil.rmtree(aside, ignore_errors=True)
-            else:
-                os.replace(source, target)
-            final_paths.append(target)
-        return final_paths
+        pause_point("export_commit")  # a crash test's kill point; inert in normal runs
+        file_utils.atomic_write_text(
+            os.path.join(self.directory, _COMMIT_NAME), "\n".join(self._entries)
+        )
+        return _move_into_place(self.directory, self.output_dir, self._entries)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _move_into_place(staging: str, output_dir: str, names: Sequence[str]) -> list[str]:
+    final_paths = []
+    # The checkpoint index is what marks a checkpoint as present; move it last.
+    for name in sorted(names, key=lambda name: name.endswith(".index")):
+        source = os.path.join(staging, name)
+        target = os.path.join(output_dir, name)
+        if os.path.isdir(source):
+            aside = None
+            if os.path.exists(target):
+                aside = tempfile.mkdtemp(dir=output_dir, prefix=f".{name}{_ASIDE_INFIX}")
+                os.rmdir(aside)
+                os.replace(target, aside)
+            os.replace(source, target)
+            if aside:
+                shutil.rmtree(aside, ignore_errors=True)
+        elif os.path.exists(source):
+            os.replace(source, target)
+        final_paths.append(target)
+    return final_paths
+
+
+def recover_interrupted_export(output_dir: str) -> None:
+    """Completes or discards what a killed export left in ``output_dir``.
+
+    A staging directory with its ``.commit`` file was complete: its remaining entries are moved
+    into place. One without was interrupted while writing: it is deleted. A SavedModel set aside
+    by a commit is deleted, or put back if nothing took its place.
+    """
+    for staging in sorted(glob.glob(os.path.join(glob.escape(output_dir), _STAGING_PREFIX + "*"))):
+        marker = os.path.join(staging, _COMMIT_NAME)
+        if os.path.exists(marker):
+            with open(marker, encoding="utf-8") as stream:
+                names = [name for name in stream.read().split("\n") if name]
+            _move_into_place(staging, output_dir, names)
+            logging.warning("Completed the export interrupted while moving files: %s", staging)
+        shutil.rmtree(staging, ignore_errors=True)
+    target = os.path.join(output_dir, SAVED_MODEL_DIR)  # the one directory entry
+    for aside in glob.glob(os.path.join(glob.escape(output_dir), f".{SAVED_MODEL_DIR}.old-*")):
+        if os.path.exists(target):
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(aside, target)
 
 
 # --------------------------------------------------------------------------- writers
@@ -201,6 +242,7 @@ def export_model(
     calibration_images: Callable[[], Iterable[np.ndarray]] | None = None,
     write_config: Callable[[str], str] | None = None,
     summary_extra: dict | None = None,
+    quantization_state=None,
 ) -> ExportResult:
     """Writes the requested formats of a restored model into ``output_dir``, atomically.
 
@@ -215,6 +257,10 @@ def export_model(
         int8 quantization (required for ``tflite_int8``).
       write_config: writes the pipeline config into the directory it is given; returns its path.
       summary_extra: more entries for the summary (e.g. the checkpoint path).
+      quantization_state: for a model trained with quantization-aware training, its
+        ``models.layers.fake_quant.QuantizationState`` (inactive): the int8 model is then
+        converted from the graph traced with it on (trained ranges, ``calibration_images``
+        optional and used only for the agreement report); the other formats stay float.
 
     Returns:
       An :class:`ExportResult`.
@@ -227,7 +273,8 @@ def export_model(
     unknown = [name for name in formats if name not in FORMATS]
     if unknown:
         raise ExportError(f"--formats: unknown {unknown}; choose from {', '.join(FORMATS)}.")
-    if "tflite_int8" in formats and calibration_images is None:
+    qat = quantization_state is not None
+    if "tflite_int8" in formats and calibration_images is None and not qat:
         raise ExportError(
             "tflite_int8 needs calibration images from the config's eval_input_reader; set it, "
             "or leave tflite_int8 out of --formats."
@@ -259,7 +306,14 @@ def export_model(
             float_model = tflite_export.convert_float(frozen)
             with open(staging.path(TFLITE_FLOAT_NAME), "wb") as stream:
                 stream.write(float_model)
-        if "tflite_int8" in formats:
+        if "tflite_int8" in formats and qat:
+            int8_model, summary["int8"] = _qat_int8(
+                model, quantization_state, input_shape, pad_to_shape, output_colours,
+                calibration_images,
+            )  # fmt: skip
+            with open(staging.path(TFLITE_INT8_NAME), "wb") as stream:
+                stream.write(int8_model)
+        elif "tflite_int8" in formats:
             int8_model = tflite_export.convert_int8(frozen, calibration_images)
             with open(staging.path(TFLITE_INT8_NAME), "wb") as stream:
                 stream.write(int8_model)
@@ -280,6 +334,27 @@ def export_model(
         staging.cleanup()
     logging.info("Exported %s to %s: %s", model.name, output_dir, json.dumps(summary))
     return ExportResult(output_dir, tuple(files), summary)
+
+
+def _qat_int8(model, state, input_shape, pad_to_shape, output_colours, images) -> tuple:
+    """The int8 flatbuffer from a QAT model's trained ranges, and its report.
+
+    The report compares it with the simulated-int8 graph (the same graph with its fake-quant
+    ops run in float), not with the float model.
+    """
+    state.active = True
+    try:
+        serve = build_serving_function(model, input_shape, pad_to_shape, output_colours)
+        frozen = freeze(serve)
+    finally:
+        state.active = False
+    int8_model = tflite_export.convert_int8_from_ranges(frozen)
+    if images is not None:
+        report = tflite_export.int8_report(int8_model, frozen, images)
+    else:
+        report = {"images": 0, "float_ops": tflite_export.float_ops(int8_model)}
+    report["source"] = "quantization-aware training ranges"
+    return int8_model, report
 
 
 def _size(path: str) -> int:

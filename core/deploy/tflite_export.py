@@ -5,7 +5,11 @@ constants). Converting a function that still reads Keras 3 variables, e.g. throu
 ``tf.Module`` or a SavedModel of one, silently produces a model whose weights are unresolved
 ``VAR_HANDLE`` ops and whose outputs are NaN.
 
-The int8 model is post-training full-integer quantized (``TFLITE_BUILTINS_INT8``, calibrated on a
+For a checkpoint trained with quantization-aware training (``quantize_with_delay``) the int8
+model is instead converted from the graph's fake-quant ops (:func:`convert_int8_from_ranges`),
+with the trained ranges and no calibration images.
+
+The post-training int8 model is full-integer quantized (``TFLITE_BUILTINS_INT8``, calibrated on a
 representative dataset) but keeps the float model's interface: uint8 images in, int32 class ids
 (or uint8 colours) out. The graph's own uint8 -> float cast becomes the input quantization and
 the argmax reads int8 logits, so one client code path serves every format. An op with no int8
@@ -86,6 +90,33 @@ def convert_int8(frozen, calibration_images: Callable[[], Iterable[np.ndarray]])
             "int8 TFLite conversion got no calibration images: the eval records are empty."
         )
     logging.info("int8 TFLite model calibrated on %d image(s).", count)
+    return model
+
+
+def convert_int8_from_ranges(frozen) -> bytes:
+    """Int8 TFLite flatbuffer of a deploy graph trained with quantization-aware training.
+
+    The graph's ``FakeQuantWithMinMaxVars*`` ops carry the trained ranges, so no calibration
+    images are needed: weights are quantized per channel from the fake-quantized kernels and
+    every activation with its trained range. Ops outside the fake-quant placement (the
+    image preprocessing before the first quantized tensor, ICNet's ``ADD_N``) stay in float
+    between a dequantize and a quantize; :func:`float_ops` lists them.
+
+    Args:
+      frozen: the frozen deploy function traced with the quantizers active.
+
+    Raises:
+      TFLiteConversionError: the converter rejected the graph.
+    """
+    converter = _converter(frozen)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        model = converter.convert()
+    except Exception as error:  # the converter raises several unrelated types
+        raise TFLiteConversionError(
+            f"int8 TFLite conversion from the trained ranges failed: {error}"
+        ) from error
+    logging.info("int8 TFLite model converted from quantization-aware-training ranges.")
     return model
 
 

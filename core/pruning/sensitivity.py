@@ -24,6 +24,13 @@ Units (``granularity``, see :mod:`core.pruning.sensitivity_units`):
   - ``full_branch``: ICNet's full-resolution branch ``Conv`` .. ``Conv_3``;
   - ``CascadeFeatureFusion``, ``CascadeFeatureFusion_1``: ICNet's two fusion units.
 
+With ``recalibrate`` (``sensitivity.py --recalibrate_bn_batches N``), every candidate's batch
+norm is recalibrated after its pruning and before it is scored (the EagleEye paper's "adaptive
+BN" evaluation, ECCV 2020): moving statistics sliced from the unpruned model understate what a
+unit can lose before fine-tuning, and mostly measure how stale the statistics are. The
+baseline is recalibrated the same way, so a drop compares like with like; every moving
+statistic is restored after each candidate and at the end.
+
 Prediction and auxiliary classifiers are never pruned, so they are no unit; groups with a
 skipped conv (``skip_nodes``) are left out. Besides mIoU and its drop from the unpruned baseline
 (``drop = baseline - mIoU``, positive when pruning hurts), each measurement records the
@@ -40,7 +47,7 @@ restores the checkpoint and builds the eval dataset; this module takes plain val
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -114,6 +121,9 @@ class MiouScorer:
         return float(results["miou"]), int(results["num_images"])
 
 
+MOVING_STATISTICS = ("/moving_mean", "/moving_variance")
+
+
 def _scopes_of(graph: ChannelGraph, groups: Sequence[str]) -> tuple[set[str], set[str]]:
     """(producer and pass-through scopes, consumer scopes) of some groups."""
     by_name = {group.name: group for group in graph.groups}
@@ -153,6 +163,7 @@ def analyze(
     granularity: str = "block",
     num_examples: int | None = None,
     skip_scopes: Sequence[str] = (),
+    recalibrate: Callable[[], int] | None = None,
 ) -> SensitivityResult:
     """Prunes each unit alone at each ratio and scores it; the model is left as it was.
 
@@ -165,6 +176,9 @@ def analyze(
       granularity: ``block`` or ``group`` (module docstring).
       num_examples: batches of ``dataset`` to score (one image each); None scores them all.
       skip_scopes: conv scopes never pruned (their groups are left out).
+      recalibrate: None, or ``() -> images used`` that recalibrates ``model``'s batch norm in
+        place (e.g. ``recalibrate_batch_norm`` over the same training batches on every call);
+        called before the baseline and each candidate are scored.
 
     Returns:
       A :class:`SensitivityResult`.
@@ -192,13 +206,22 @@ def analyze(
             f"every channel group of {model.name} is skipped (--skippable_nodes); nothing to "
             "analyse."
         )
+    # Recalibration rewrites every moving statistic, so each candidate restores them all.
+    moving = [n for n in original if n.endswith(MOVING_STATISTICS)] if recalibrate else []
     scorer = MiouScorer(
         model,
         dataset.take(num_examples) if num_examples else dataset,
         model.num_classes,
         ignore_label,
     )
-    baseline, num_images = scorer.score()
+    recalibration_images = 0
+    try:
+        if recalibrate:
+            recalibration_images = int(recalibrate())
+        baseline, num_images = scorer.score()
+    finally:
+        for name in moving:
+            variables[name].assign(original[name])
     logging.info(
         "Baseline mIoU %.4f on %d images; %d %s units x %d ratios to score.",
         baseline,
@@ -215,15 +238,18 @@ def analyze(
         owners, _ = _scopes_of(graph, unit.groups)
         # Kernels and batch norms of the unit's convs: all that soft pruning changes.
         names = [n for n in original if n.rpartition("/")[0].removesuffix("/BatchNorm") in owners]
+        restored = list(dict.fromkeys([*names, *moving]))
         for ratio in ratios:
             unit_masks = {group: masks[ratio][group] for group in unit.groups}
             pruned = surgery.soft_prune(graph, unit_masks, {n: original[n] for n in names})
             try:
                 for name in names:
                     variables[name].assign(pruned[name])
+                if recalibrate:
+                    recalibrate()
                 miou, _ = scorer.score()
             finally:
-                for name in names:
+                for name in restored:
                     variables[name].assign(original[name])
             done += 1
             measurements.append(
@@ -258,4 +284,5 @@ def analyze(
         measurements=measurements,
         skipped_groups=skipped,
         seconds=time.perf_counter() - started,
+        recalibration_images=recalibration_images,
     )

@@ -30,7 +30,13 @@ def markdown_table(result: SensitivityResult) -> str:
     lines = [
         f"Pruning sensitivity of {result.model} ({result.granularity} units, "
         f"{result.num_images} image{'s' * (result.num_images != 1)}): baseline mIoU "
-        f"{_points(result.baseline_miou)}%.",
+        f"{_points(result.baseline_miou)}%."
+        + (
+            f" Batch norm recalibrated on {result.recalibration_images} training images "
+            "before every score, the baseline's included."
+            if result.recalibration_images
+            else ""
+        ),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

@@ -55,6 +55,8 @@ class SensitivityResult:
     skipped_groups: list[str]
     seconds: float
     checkpoint: str | None = None  # set by runners/sensitivity.py
+    # Training images each scored model's batch norm was recalibrated on (0: not recalibrated).
+    recalibration_images: int = 0
 
     def for_unit(self, name: str) -> dict[float, Measurement]:
         """``{ratio: measurement}`` of one unit."""

@@ -1,8 +1,8 @@
 """The built-in training hooks and the ``HOOKS`` registry.
 
-``runners.trainer.build_hooks`` runs them in this order (``after_step`` and ``after_train`` alike):
+``runners.train_hooks.build_hooks`` runs them in this order (``after_step`` and ``after_train`` alike):
 
-1. :class:`NonFiniteLossGuard` (``"nan_guard"``): stops at the first NaN/Inf total loss.
+1. :class:`NonFiniteLossGuard` (``"nan_guard"``): stops at the first NaN/Inf or diverged loss.
 2. :class:`MemoryHook` (``"memory"``, ``--log_memory``): adds the peak memory to progress lines.
 3. :class:`ProgressHook` (``"progress"``): step, loss, learning rate, steps/s, images/s, ETA.
 4. :class:`SummaryHook` (``"summaries"``): TensorBoard scalars and images every N steps.
@@ -33,15 +33,16 @@ A name is looked up in ``HOOKS`` and the class is built without arguments.
 from __future__ import annotations
 
 import datetime
-import math
 import time
 from collections.abc import Callable, Iterable
 
 import tensorflow as tf
 from absl import logging
 
+from core.checkpoints.crash_safety import pause_point, remove_incomplete_checkpoints
 from core.registry import Registry
 from core.training.loop import HookBase
+from core.training.loss_guard import LossDivergedError, NonFiniteLossError, NonFiniteLossGuard
 from core.training.summaries import SummaryWriter
 from core.training.train_progress import format_bytes, peak_memory
 
@@ -50,34 +51,7 @@ Clock = Callable[[], float]
 HOOKS: Registry[type[HookBase]] = Registry("training hook")
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss (or the weights) became NaN or Inf; the last good checkpoint is kept."""
-
-
-@HOOKS.register("nan_guard")
-class NonFiniteLossGuard(HookBase):
-    """Stops the run at the first step whose total loss is NaN or Inf.
-
-    That step's weights are not saved (the guard runs before the checkpoint hook).
-
-    Args:
-      latest_checkpoint: ``() -> prefix or None``, the newest checkpoint written, for the
-        message (e.g. ``CheckpointHook.latest_checkpoint``).
-    """
-
-    def __init__(self, latest_checkpoint: Callable[[], str | None] = lambda: None):
-        self._latest_checkpoint = latest_checkpoint
-
-    def after_step(self) -> None:
-        losses = self.loop.losses
-        if not math.isfinite(losses["total"]):
-            raise NonFiniteLossError(
-                f"the total loss is {losses['total']} at step {self.loop.step} (losses: {losses}); "
-                "training stopped and this step's weights were not saved. The last good "
-                f"checkpoint is {self._latest_checkpoint() or 'none (none was written)'}. "
-                "Lower the learning rate, check the labels (num_classes, ignore_label) or "
-                "try without --mixed_precision."
-            )
+HOOKS.register("nan_guard")(NonFiniteLossGuard)
 
 
 def is_progress_step(step: int, every: int, num_steps: int) -> bool:
@@ -220,7 +194,9 @@ class CheckpointHook(HookBase):
     the step it saves when the step says so (under ``tf.distribute`` every worker then saves,
     as saving is collective). At the end it saves the last step unless that was saved; after
     Ctrl-C too when ``save_on_interrupt``; after an error never. A save whose weights are not
-    all finite raises :class:`NonFiniteLossError` instead.
+    all finite raises :class:`NonFiniteLossError` instead. Before anything else it removes what
+    a killed save left in ``directory`` (``core.checkpoints.crash_safety``): the state file only
+    ever lists complete checkpoints, and after a restart no unreadable one remains.
 
     Args:
       checkpoint: the ``tf.train.Checkpoint`` to save.
@@ -255,6 +231,8 @@ class CheckpointHook(HookBase):
         remove_directory: bool = False,
         clock: Clock = time.time,
     ):
+        # A save killed half-way leaves files that no reader should meet (see crash_safety).
+        remove_incomplete_checkpoints(directory, checkpoint_name)
         self.manager = tf.train.CheckpointManager(
             checkpoint,
             directory=directory,
@@ -288,7 +266,12 @@ class CheckpointHook(HookBase):
                 f"the weights became NaN/Inf by step {step}; not saving them. The last good "
                 f"checkpoint is {self.latest_checkpoint or 'none'}. Lower the learning rate."
             )
-        path = self.manager.save(checkpoint_number=step)
+        # Runs once the files are written, before the state file lists them (a crash test
+        # kills the process there); inert in normal runs.
+        options = tf.train.CheckpointOptions(
+            experimental_write_callbacks=[lambda: pause_point(f"checkpoint_write:{step}")]
+        )
+        path = self.manager.save(checkpoint_number=step, options=options)
         logging.info("Saved %s", path)
         self._last_save, self.saved_step = self._clock(), step
         return path
@@ -303,6 +286,7 @@ class CheckpointHook(HookBase):
     def after_step(self) -> None:
         if self.loop.should_save:
             self.save(self.loop.step)
+            pause_point(f"after_save:{self.loop.step}")  # a crash test's kill point
 
     def after_train(self) -> None:
         loop = self.loop
@@ -323,6 +307,7 @@ class CheckpointHook(HookBase):
 __all__ = [
     "HOOKS",
     "CheckpointHook",
+    "LossDivergedError",
     "MemoryHook",
     "NonFiniteLossError",
     "NonFiniteLossGuard",

@@ -3,7 +3,7 @@
 Everything a run does besides the step itself (checkpoints, summaries, progress lines, the NaN
 guard, memory reports, and later evaluation, EMA or quantization) is a :class:`HookBase`
 subclass, so a behaviour is added by writing a hook instead of editing the loop. The built-in
-hooks are in ``core.training.hooks``; ``runners.trainer.build_hooks`` assembles them.
+hooks are in ``core.training.hooks``; ``runners.train_hooks.build_hooks`` assembles them.
 
 For each run, with hooks ``[h1, h2]``::
 

@@ -64,7 +64,13 @@ class TrainStep:
         self.image_summaries = image_summaries
         self.include_aux = include_aux
         self._loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-        self._compiled = tf.function(self._distributed_step, jit_compile=jit_compile or None)
+        self._jit_compile = jit_compile or None
+        self._compiled = tf.function(self._distributed_step, jit_compile=self._jit_compile)
+
+    def retrace(self) -> None:
+        """Traces the step again on its next call, after a Python-level change of the model's
+        forward pass (quantization-aware training switched on)."""
+        self._compiled = tf.function(self._distributed_step, jit_compile=self._jit_compile)
 
     def losses(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[dict, dict]:
         """Runs the model in training mode and computes the losses of one replica.

@@ -138,7 +138,8 @@ class InvertedResidual(keras.layers.Layer):
             x = self.expand(x, training=training)
         x = self.depthwise(x, training=training)
         x = self.project(x, training=training)
-        return x + inputs if self.residual else x
+        # quantize_sum: identity unless quantization-aware training is on.
+        return self.project.quantize_sum(x + inputs, training) if self.residual else x
 
     def scoped_layers(self) -> list[ConvBN]:
         head = [self.expand] if self.expand is not None else []

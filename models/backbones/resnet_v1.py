@@ -113,7 +113,8 @@ class Bottleneck(keras.layers.Layer):
         residual = self.conv1(inputs, training=training)
         residual = self.conv2(residual, training=training)
         residual = self.conv3(residual, training=training)
-        return tf.nn.relu(shortcut + residual)
+        # quantize_sum: identity unless quantization-aware training is on.
+        return self.conv3.quantize_sum(tf.nn.relu(shortcut + residual), training)
 
     def scoped_layers(self) -> list[ConvBN]:
         layers = [self.conv1, self.conv2, self.conv3]

@@ -78,7 +78,8 @@ class CascadeFeatureFusion(keras.layers.Layer):
         # Sizes agree under the Interp convention (e.g. 33 -> 65 vs 65); for other input sizes
         # the coarse path is resized onto the fine grid, as the original did.
         low = resize_like(low, high)
-        return tf.nn.relu(low + high), upsampled
+        # quantize_sum: identity unless quantization-aware training is on.
+        return self.projection_conv.quantize_sum(tf.nn.relu(low + high), training), upsampled
 
     def scoped_layers(self) -> list[ConvBN]:
         return [self.dilated_conv, self.projection_conv]

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from models.hyperparams import ConvHyperparams
+from models.layers.fake_quant import LayerQuantizer, fake_quant_weights
 
 Activation = Literal["relu", "relu6"] | None
 # "same": TF 'SAME' padding (slim.conv2d). "explicit": slim resnet_utils.conv2d_same, which for
@@ -48,6 +49,12 @@ class ConvBN(keras.layers.Layer):
         out_height, out_width, filters]) on every call that normalises with batch statistics;
         batch-norm recalibration (``core.training.recalibration``) sets it for one pass.
         None (the default) changes nothing.
+      quantizer: None, or a :class:`models.layers.fake_quant.LayerQuantizer` attached by
+        ``models.quantization.attach`` for quantization-aware training. While it is active
+        the block runs as TFLite's int8 conv does: BN folded into the kernel on the moving
+        statistics (in training too; BN statistics are then frozen), the folded kernel
+        fake-quantized per output channel, the output (after the activation) fake-quantized.
+        None (the default), or inactive, changes nothing.
 
     Call args:
       inputs: float32 [batch, height, width, in_channels].
@@ -114,6 +121,7 @@ class ConvBN(keras.layers.Layer):
         bn = hyperparams.batch_norm
         self.bn_train = bn.train
         self.statistics_observer = None
+        self.quantizer: LayerQuantizer | None = None
         self.bn = keras.layers.BatchNormalization(
             momentum=bn.decay,
             epsilon=bn.epsilon,
@@ -140,6 +148,8 @@ class ConvBN(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        if self.quantizer is not None and self.quantizer.active:
+            return self._quantized_call(inputs, bool(training))
         x = inputs
         if self._pads is not None:
             before, after = self._pads
@@ -157,6 +167,31 @@ class ConvBN(keras.layers.Layer):
             x = tf.nn.relu6(x)
         return x
 
+    def _quantized_call(self, inputs: tf.Tensor, training: bool) -> tf.Tensor:
+        # Weights: the gradient reaches kernel, gamma and beta through the folded kernel
+        # (straight through the rounding); the moving statistics are constants here.
+        quantizer = self.quantizer
+        x = quantizer.quantize_input(inputs, training)
+        if self._pads is not None:
+            before, after = self._pads
+            x = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
+        x = self._folded_conv(x, quantize=True)
+        if self.activation == "relu":
+            x = tf.nn.relu(x)
+        elif self.activation == "relu6":
+            x = tf.nn.relu6(x)
+        return quantizer.output(x, training)
+
+    def quantize_sum(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Fake-quantizes a residual sum this block's output was added into (identity if off).
+
+        The sum's owner (a ResNet bottleneck, a CFF unit) calls it on ``relu(a + b)``, where
+        TFLite's int8 ``ADD`` (with the ReLU fused) writes a tensor with its own range.
+        """
+        if self.quantizer is None or not self.quantizer.active:
+            return x
+        return self.quantizer.quantize_sum(x, bool(training))
+
     def folded_scale_and_bias(self) -> tuple[tf.Tensor, tf.Tensor]:
         """Per-channel ``(scale, bias)`` with ``BN(y) == y * scale + bias`` on moving statistics."""
         bn = self.bn
@@ -168,7 +203,7 @@ class ConvBN(keras.layers.Layer):
             bias = bias + bn.beta
         return scale, bias
 
-    def _folded_conv(self, x: tf.Tensor) -> tf.Tensor:
+    def _folded_conv(self, x: tf.Tensor, quantize: bool = False) -> tf.Tensor:
         """Conv then BN on moving statistics, as one conv with a scaled kernel and a bias.
 
         The same function as ``bn(conv(x), training=False)`` up to float rounding, but the
@@ -176,7 +211,9 @@ class ConvBN(keras.layers.Layer):
         about 6% of ICNet's CPU time at 1024x2048. In a frozen graph or a SavedModel the
         scaled kernel is a constant. The convolution goes through the same Keras op as the
         conv layer (dilated convs as space-to-batch, which is faster on oneDNN than a native
-        dilated conv).
+        dilated conv). With ``quantize`` the scaled kernel is fake-quantized per channel and
+        the conv is TF's native (dilated) conv op: the TFLite converter leaves a
+        space-to-batch dilated conv in float when its padding does not fold into the conv.
         """
         conv = self.conv
         scale, bias = self.folded_scale_and_bias()
@@ -189,10 +226,30 @@ class ConvBN(keras.layers.Layer):
         )
         if self.depthwise:
             kernel = conv.kernel * tf.reshape(scale, [1, 1, -1, 1])
-            y = keras.ops.depthwise_conv(x, tf.cast(kernel, dtype), **common)
+            if quantize:
+                kernel = fake_quant_weights(kernel, depthwise=True)
+                y = tf.nn.depthwise_conv2d(
+                    x,
+                    tf.cast(kernel, dtype),
+                    [1, *conv.strides, 1],
+                    conv.padding.upper(),
+                    dilations=conv.dilation_rate,
+                )
+            else:
+                y = keras.ops.depthwise_conv(x, tf.cast(kernel, dtype), **common)
         else:
             kernel = conv.kernel * scale
-            y = keras.ops.conv(x, tf.cast(kernel, dtype), **common)
+            if quantize:
+                kernel = fake_quant_weights(kernel)
+                y = tf.nn.conv2d(
+                    x,
+                    tf.cast(kernel, dtype),
+                    conv.strides,
+                    conv.padding.upper(),
+                    dilations=conv.dilation_rate,
+                )
+            else:
+                y = keras.ops.conv(x, tf.cast(kernel, dtype), **common)
         return tf.nn.bias_add(y, tf.cast(bias, dtype))
 
     def slim_variables(self) -> dict[str, tf.Variable]:
@@ -206,7 +263,10 @@ class ConvBN(keras.layers.Layer):
             names[f"{self.scope}/BatchNorm/beta"] = bn.beta
         names[f"{self.scope}/BatchNorm/moving_mean"] = bn.moving_mean
         names[f"{self.scope}/BatchNorm/moving_variance"] = bn.moving_variance
-        return {name: _tf_variable(v) for name, v in names.items()}
+        names = {name: _tf_variable(v) for name, v in names.items()}
+        if self.quantizer is not None:
+            names.update(self.quantizer.variables())
+        return names
 
 
 class PredictionConv(keras.layers.Layer):
@@ -216,6 +276,10 @@ class PredictionConv(keras.layers.Layer):
       scope: slim scope, e.g. ``Predictions/Conv`` or ``AuxOutput``.
       num_classes: output channels.
       hyperparams: initializer and regularizer of the kernel (the bias is not regularized).
+
+    Attributes:
+      quantizer: as in :class:`ConvBN` (kernel fake-quantized per channel, logits
+        fake-quantized); None by default.
 
     Call args:
       inputs: float32 [batch, height, width, in_channels].
@@ -240,17 +304,30 @@ class PredictionConv(keras.layers.Layer):
             kernel_regularizer=hyperparams.kernel_regularizer(),
             name="conv",
         )
+        self.quantizer: LayerQuantizer | None = None
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
-        del training  # No BN, so training changes nothing.
-        return self.conv(inputs)
+        if self.quantizer is not None and self.quantizer.active:
+            return self._quantized_call(inputs, bool(training))
+        return self.conv(inputs)  # no BN, so training changes nothing
+
+    def _quantized_call(self, inputs: tf.Tensor, training: bool) -> tf.Tensor:
+        conv = self.conv
+        x = self.quantizer.quantize_input(inputs, training)
+        kernel = fake_quant_weights(tf.convert_to_tensor(conv.kernel))
+        y = keras.ops.conv(tf.cast(x, conv.compute_dtype), tf.cast(kernel, conv.compute_dtype))
+        y = tf.nn.bias_add(y, tf.cast(conv.bias, conv.compute_dtype))
+        return self.quantizer.output(y, training)
 
     def slim_variables(self) -> dict[str, tf.Variable]:
         """Slim names of this block's variables (the block must be built)."""
-        return {
+        names = {
             f"{self.scope}/weights": _tf_variable(self.conv.kernel),
             f"{self.scope}/biases": _tf_variable(self.conv.bias),
         }
+        if self.quantizer is not None:
+            names.update(self.quantizer.variables())
+        return names
 
 
 def _tf_variable(variable: keras.Variable) -> tf.Variable:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from core.data.standard_fields import InputDataFields
-from core.training.recalibration import recalibrate_batch_norm
+from core.training.loop import TrainLoop
+from core.training.recalibration import BatchNormRecalibrationHook, recalibrate_batch_norm
 from tests.models.toy_net import ToyNet
 
 EPSILON = 1e-5  # BatchNormParams.epsilon default (models/hyperparams.py)
@@ -126,3 +127,64 @@ def test_no_batch_or_bad_count_is_an_error(toy):
         recalibrate_batch_norm(model, [])
     with pytest.raises(ValueError, match="num_batches must be at least 1"):
         recalibrate_batch_norm(model, _batches(images), num_batches=0)
+
+
+def _run_with_hook(model, images, start_step, num_steps, *, fail_at=None):
+    """A TrainLoop over a step that changes nothing, with the hook; returns (hook, saves)."""
+    saves, calls = [], []
+
+    def step_fn(iterator, save_request):
+        if fail_at is not None and len(calls) + 1 == fail_at:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return {"losses": {"total": 1.0}}
+
+    def batches_fn():
+        calls.append("batches")
+        return iter(_batches(images))
+
+    hook = BatchNormRecalibrationHook(batches_fn, 2, saves.append)
+    loop = TrainLoop(step_fn, None, start_step, num_steps, [hook], model=model)
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        pass
+    return hook, saves, calls
+
+
+def test_hook_recalibrates_and_saves_the_last_step(toy):
+    model, images = toy
+    before = _values(model)
+
+    hook, saves, calls = _run_with_hook(model, images, start_step=3, num_steps=5)
+
+    # Resumed at 3, trained 2 steps, recalibrated once at the end, then saved step 5.
+    assert saves == [5] and calls == [1, 1, "batches"] and hook.num_images == 4
+    expected = _oracle(before, images[:2])
+    after = _values(model)
+    for scope, (mean, variance) in expected.items():
+        np.testing.assert_allclose(after[f"{scope}/BatchNorm/moving_mean"], mean, rtol=1e-4)
+        np.testing.assert_allclose(after[f"{scope}/BatchNorm/moving_variance"], variance, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("start_step", "num_steps", "fail_at"),
+    [(5, 5, None), (0, 5, 2), (0, 0, 2)],
+    ids=["already_at_num_steps", "interrupted", "no_last_step"],
+)
+def test_hook_leaves_the_model_alone_unless_the_run_ends_at_num_steps(
+    toy, start_step, num_steps, fail_at
+):
+    model, images = toy
+    before = _values(model)
+
+    hook, saves, calls = _run_with_hook(model, images, start_step, num_steps, fail_at=fail_at)
+
+    assert saves == [] and "batches" not in calls and hook.num_images == 0
+    after = _values(model)
+    assert all(np.array_equal(before[name], after[name]) for name in before)
+
+
+def test_hook_rejects_a_bad_count():
+    with pytest.raises(ValueError, match="num_batches must be at least 1, got 0"):
+        BatchNormRecalibrationHook(list, 0, print)
