@@ -6,10 +6,11 @@ other op runs; builds the data and, with :func:`build_train_step` (which the tra
 reuses), the model (synchronised batch norm with several replicas), loss, optimizer and compiled
 step; resumes from the newest ``<logdir>/model.ckpt-<step>`` or initialises from
 ``fine_tune_checkpoint``; then runs ``core.training.loop.TrainLoop`` to ``num_steps`` (0: until
-stopped) with the hooks of ``runners.train_hooks.build_hooks``: NaN/Inf guard, memory and progress lines,
-summaries, and ``tf.train.CheckpointManager`` checkpoints (every ``save_interval_secs`` and at
-the end, in the slim-named format that eval, export and compress read). ``extra_hooks`` add
-behaviours (evaluation during training, EMA, ...) without editing the loop.
+stopped) with the hooks of ``runners.train_hooks.build_hooks``: NaN/Inf and divergence guard,
+memory and progress lines, summaries, BN recalibration, and ``tf.train.CheckpointManager``
+checkpoints (every ``save_interval_secs`` and at the end, in the slim-named format that eval,
+export and compress read). ``extra_hooks`` add behaviours (evaluation during training, EMA, ...)
+without editing the loop; ``train_config.quantize_with_delay`` adds quantization-aware training.
 
 With a ``seed`` the input order and augmentation are reproducible, and a resumed run skips the
 batches already trained on, so it ends where an uninterrupted run would; without a seed a
