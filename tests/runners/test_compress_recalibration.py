@@ -116,7 +116,7 @@ def test_recalibrated_checkpoint_holds_population_statistics(
 
 def test_no_train_reader_skips_with_one_log_line(tiny_config_path, checkpoint, tmp_path, caplog):
     config_path = _without_train_reader(tiny_config_path, tmp_path)
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # absl's own level, whatever earlier tests set
 
     output = _compress(config_path, checkpoint, tmp_path / "out")
 

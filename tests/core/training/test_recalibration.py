@@ -14,25 +14,9 @@ from core.data.standard_fields import InputDataFields
 from core.training.loop import TrainLoop
 from core.training.recalibration import BatchNormRecalibrationHook, recalibrate_batch_norm
 from tests.models.toy_net import ToyNet
+from tests.runners.bn_oracle import conv_same as _conv_same
 
 EPSILON = 1e-5  # BatchNormParams.epsilon default (models/hyperparams.py)
-
-
-def _conv_same(x: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
-    """TF 'SAME' conv: x [b, H, W, c], kernel [k, k, c, f] -> [b, ceil(H/s), ceil(W/s), f]."""
-    k = kernel.shape[0]
-    out_h, out_w = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
-    pads = []
-    for size, out in ((x.shape[1], out_h), (x.shape[2], out_w)):
-        total = max((out - 1) * stride + k - size, 0)
-        pads.append((total // 2, total - total // 2))
-    padded = np.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
-    y = np.zeros((x.shape[0], out_h, out_w, kernel.shape[3]))
-    for i in range(k):
-        for j in range(k):
-            window = padded[:, i : i + stride * out_h : stride, j : j + stride * out_w : stride]
-            y += window @ kernel[i, j]
-    return y
 
 
 def _batch_norm_train(y: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
