@@ -32,8 +32,11 @@ build-protos: $(PB2)
 protos: build-protos
 build: build-protos
 
+# Test files are spread over TEST_WORKERS processes (each file's tests stay in one, so module
+# fixtures are built once); TensorFlow leaves cores idle while it traces and starts subprocesses.
+TEST_WORKERS ?= 2
 test: build-protos
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 demo: build-protos
 	$(PY) demo.py
