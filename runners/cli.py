@@ -28,7 +28,6 @@ USER_ERROR_NAMES = (
     ("core.deploy.deploy_graph", "ExportError"),
     ("core.deploy.tflite_export", "TFLiteConversionError"),
     ("core.deploy.inference_runner", "InferenceError"),
-    ("core.deploy.input_size", "InputSizeError"),
     ("core.evaluation.inference", "EvaluationError"),
     ("core.training.distribution", "DistributionError"),
     ("core.training.hooks", "NonFiniteLossError"),

@@ -180,3 +180,37 @@ def freeze(serve: tf.types.experimental.PolymorphicFunction):
     still reads Keras 3 variables yields a model with VAR_HANDLE ops that outputs NaN.
     """
     return convert_variables_to_constants_v2(serve.get_concrete_function())
+
+
+def with_input_size_check(
+    serve: tf.types.experimental.PolymorphicFunction,
+) -> tf.types.experimental.PolymorphicFunction:
+    """``serve`` behind a check that its input has the signature's height and width.
+
+    A loaded SavedModel signature (and TF Serving) does not enforce the static shape of its
+    input spec: an image of another size would run into the graph and fail deep inside it
+    (``Incompatible shapes`` at a cascade fusion's add). The check fails first, with a message
+    that names the size the export takes.
+
+    Args:
+      serve: from :func:`build_serving_function` (a fixed ``[N, H, W, 3]`` signature).
+
+    Returns:
+      A function with the same signature and outputs.
+    """
+    (spec,) = serve.input_signature
+    height, width = spec.shape[1], spec.shape[2]
+    message = (
+        f"{INPUT_NAME!r} must be {height}x{width} images, the --input_shape of this export; "
+        "resize them first, or export again with --input_shape=H,W,3. Got (H, W) below"
+    )
+
+    @tf.function(input_signature=[spec])
+    def checked(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        size_ok = tf.debugging.assert_equal(
+            tf.shape(inputs)[1:3], tf.constant([height, width]), message=message, summarize=4
+        )
+        with tf.control_dependencies([size_ok]):
+            return serve(inputs)
+
+    return checked

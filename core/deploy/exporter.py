@@ -54,6 +54,7 @@ from core.deploy.deploy_graph import (
     InputShape,
     build_serving_function,
     freeze,
+    with_input_size_check,
 )
 
 SIGNATURE_KEY = "serving_default"
@@ -176,8 +177,8 @@ def _write_saved_model(model, serve, path: str) -> None:
     # The module tracks the model so its variables are saved with the signature's graph.
     module = tf.Module()
     module.model = model
-    module.serve = serve
-    tf.saved_model.save(module, path, signatures={SIGNATURE_KEY: serve.get_concrete_function()})
+    module.serve = checked = with_input_size_check(serve)  # serving ignores the spec's H, W
+    tf.saved_model.save(module, path, signatures={SIGNATURE_KEY: checked.get_concrete_function()})
 
 
 def _write_checkpoint(model, staging: _Staging) -> None:
