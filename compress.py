@@ -14,6 +14,12 @@ optional: its skip_node entries skip convs, and its node specs add ties (source)
 latency of both models to compression_summary.json. The pruned model's batch-norm statistics
 are recalibrated over 50 training batches when the config's train_input_reader names existing
 records (--recalibrate_bn_batches N sets the count, 0 turns it off).
+
+Latency target (instead of --compression_factor): --target_latency_ms 50 (or --target_speedup 2)
+with --latency_input_size 1024,2048 times the model's layers on this machine (cached under
+--latency_table_dir), then greedily narrows one unit per step (NetAdapt), each candidate scored
+by mIoU on --search_eval_batches eval batches after recalibrating batch norm on
+--search_recalibrate_batches training batches; see runners/compress_latency.py.
 """
 
 from __future__ import annotations
@@ -55,6 +61,46 @@ flags.DEFINE_integer(
     "recomputed (weights frozen, seeded). Default: 50 when the config's train_input_reader "
     "names existing records, else skipped; 0: off.",
 )
+flags.DEFINE_float(
+    "target_latency_ms",
+    None,
+    "Prune until the predicted batch-1 CPU latency at --latency_input_size is at most this "
+    "(instead of --compression_factor).",
+)
+flags.DEFINE_float(
+    "target_speedup",
+    None,
+    "Prune until the predicted latency is the unpruned model's divided by this (> 1).",
+)
+flags.DEFINE_integer("search_steps", 5, "Greedy steps the latency cut is spread over.")
+flags.DEFINE_integer("search_eval_batches", 10, "Eval images each search candidate is scored on.")
+flags.DEFINE_integer(
+    "search_recalibrate_batches",
+    5,
+    "Training batches each candidate's batch norm is recalibrated on before scoring (0: off).",
+)
+flags.DEFINE_enum(
+    "search_granularity", "group", ["group", "block"], "Search unit: channel group or block."
+)
+flags.DEFINE_integer(
+    "search_width_multiple", 1, "Searched widths are multiples of this (or the full width)."
+)
+flags.DEFINE_string(
+    "latency_table_dir",
+    "~/.cache/fast_semantic_segmentation/latency",
+    "Folder caching the measured per-layer latency tables (keyed by model, size and machine).",
+)
+flags.DEFINE_list(
+    "latency_grid",
+    ["1", "0.75", "0.5", "0.25", "0.125"],
+    "Kept-width fractions each layer is timed at for the latency table.",
+)
+flags.DEFINE_enum(
+    "latency_statistic",
+    "median",
+    ["median", "min"],
+    "Statistic of the timed runs for the latency target (min is steadier on a busy machine).",
+)
 flags.mark_flags_as_required(["input_checkpoint", "config_path", "output_dir"])
 FLAGS = flags.FLAGS
 
@@ -68,17 +114,50 @@ def _size(flag: str) -> list[int] | None:
         raise ValueError(f"--{flag} must be integers H,W, got {','.join(values)}.") from None
 
 
+def _ratios() -> tuple[float, ...]:
+    """--latency_grid as fractions in (0, 1]."""
+    try:
+        ratios = tuple(float(r) for r in FLAGS.latency_grid)
+    except ValueError:
+        ratios = ()
+    if not ratios or not all(0 < r <= 1 for r in ratios):
+        raise ValueError(
+            f"--latency_grid must be fractions in (0, 1] such as 1,0.5,0.25, got "
+            f"{','.join(FLAGS.latency_grid)}."
+        )
+    return ratios
+
+
 def main(argv: list[str]) -> None:
     del argv
     flops_input_size = _size("flops_input_size")
     latency_input_size = _size("latency_input_size")
     from runners import compress as compression  # noqa: PLC0415 - after flag checks
+    from runners.compress_latency import SearchOptions  # noqa: PLC0415
+
+    # The factor has a default; only an explicit one conflicts with a latency target.
+    factor = FLAGS.compression_factor
+    if FLAGS.target_latency_ms is not None or FLAGS.target_speedup is not None:
+        factor = factor if FLAGS["compression_factor"].present else None
+    search = SearchOptions(
+        target_latency_ms=FLAGS.target_latency_ms,
+        target_speedup=FLAGS.target_speedup,
+        steps=FLAGS.search_steps,
+        eval_batches=FLAGS.search_eval_batches,
+        recalibrate_batches=FLAGS.search_recalibrate_batches,
+        granularity=FLAGS.search_granularity,
+        width_multiple=FLAGS.search_width_multiple,
+        table_dir=FLAGS.latency_table_dir or None,
+        statistic=FLAGS.latency_statistic,
+        timing_runs=FLAGS.latency_runs,
+        ratios=_ratios(),
+    )
 
     result = compression.compress(
         config_path=FLAGS.config_path,
         input_checkpoint=FLAGS.input_checkpoint,
         output_dir=FLAGS.output_dir,
-        compression_factor=FLAGS.compression_factor,
+        compression_factor=factor,
         prune_config_path=FLAGS.prune_config,
         skippable_nodes=FLAGS.skippable_nodes,
         soft_apply=FLAGS.soft_apply,
@@ -87,8 +166,16 @@ def main(argv: list[str]) -> None:
         latency_input_size=latency_input_size,
         latency_runs=FLAGS.latency_runs,
         recalibrate_bn_batches=FLAGS.recalibrate_bn_batches,
+        search=search,
     )
     summary = result.summary
+    if "latency_search" in summary:
+        found = summary["latency_search"]
+        print(
+            f"Latency target {found['target_ms']:.2f} ms: predicted {found['predicted_ms']:.2f} "
+            f"ms, measured {found['measured_ms']:.2f} ms (unpruned {found['unpruned_ms']:.2f} "
+            f"ms); widths in {found['files']['widths']}"
+        )
     latency = (
         f"; CPU latency {summary['latency_before_ms']:.1f} -> {summary['latency_after_ms']:.1f} ms"
         if "latency_before_ms" in summary

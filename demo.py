@@ -2,7 +2,7 @@ r"""The README demo: trains, evaluates, exports and runs ICNet on synthetic stre
 
 Usage, from the repository root (``make demo`` runs it with the defaults)::
 
-    python demo.py [--output_dir demo_output] [--num_steps 2000] [--num_train 400]
+    python demo.py [--output_dir demo_output] [--num_steps 1500] [--num_train 400]
 
 Everything it writes lands under ``--output_dir``; see ``runners/demo.py``.
 """

@@ -91,4 +91,9 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     # Config, checkpoint and data errors (ValueError, evaluator.USER_ERRORS) say what to fix.
-    cli.run_main(main, name="eval.py", extra_errors=(ValueError,))
+    cli.run_main(
+        main,
+        name="eval.py",
+        extra_errors=(ValueError,),
+        check_records=("eval_input_reader",),  # a bad record is one line, before TensorFlow
+    )

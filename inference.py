@@ -22,6 +22,8 @@ from runners import cli
 # core.deploy.inference_runner.OVERLAYS, written out so that a flag mistake is reported before
 # the TensorFlow import (tests/test_bad_inputs.py checks that they agree).
 OVERLAYS = ("side_by_side", "blend")
+# core.deploy.onnx_segmenters.RUNTIMES, likewise (tests/core/deploy/test_onnx_export.py).
+RUNTIMES = ("onnxruntime", "openvino")
 
 flags.DEFINE_string("input_path", None, "An image, a video, or a folder of .jpg/.jpeg/.png.")
 flags.DEFINE_list(
@@ -42,6 +44,9 @@ flags.DEFINE_bool(
 flags.DEFINE_enum("overlay", "side_by_side", list(OVERLAYS), "How overlays are drawn.")
 flags.DEFINE_integer("warmup", 2, "Untimed network runs before latency is measured.")
 flags.DEFINE_integer("num_threads", None, "TFLite interpreter threads (default: its own).")
+flags.DEFINE_enum(
+    "runtime", None, list(RUNTIMES), "Runtime of a .onnx --model_path (default onnxruntime)."
+)
 flags.DEFINE_bool(
     "jit_compile", False, "Compile a checkpoint's graph with XLA (optional; slower on a CPU)."
 )
@@ -66,6 +71,7 @@ def main(argv: list[str]) -> None:
         pad_to_shape=FLAGS.pad_to_shape,
         num_threads=FLAGS.num_threads,
         jit_compile=FLAGS.jit_compile,
+        runtime=FLAGS.runtime,
     )
     report = inference_runner.run_inference(
         segmenter,

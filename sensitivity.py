@@ -72,4 +72,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_main(main, extra_errors=(ValueError,))  # its ValueErrors name the bad value
+    # Its ValueErrors name the bad value; a bad eval record is one line, before TensorFlow.
+    cli.run_main(main, extra_errors=(ValueError,), check_records=("eval_input_reader",))

@@ -20,4 +20,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_main(main, name="train.py")
+    cli.run_main(main, name="train.py", check_records=("train_input_reader",))

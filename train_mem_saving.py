@@ -1,7 +1,9 @@
 """Trains like train.py with gradient checkpointing, for larger batches or crops per GPU.
 
-The segments named by --checkpoint_nodes (default: each backbone block and the fusion units) run
-under tf.recompute_grad: their activations are recomputed in backprop instead of kept. Gradients
+What --checkpoint_nodes selects runs under tf.recompute_grad: its activations are recomputed in
+backprop instead of kept. The default plan, 'sqrt', recomputes every step in sqrt(n) runs (the
+least memory, measured); 'measured' recomputes the steps that hold the most activation bytes;
+'original' recomputes each backbone block and the fusion units; names select segments or steps. Gradients
 are the same as train.py's. --log_memory reports the peak memory.
 
 Example:
@@ -22,4 +24,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_main(main, name="train_mem_saving.py")
+    cli.run_main(main, name="train_mem_saving.py", check_records=("train_input_reader",))

@@ -1,9 +1,11 @@
-"""Parameters, FLOPs, inference latency (checkpoint model and exported formats), roofline.
+"""Parameters, FLOPs, inference latency (checkpoint model and exported formats).
 
 Every latency is ``core.analysis.latency.measure`` of one batch-1 call of the deploy graph (uint8 image
 in, class ids out: preprocessing, network, resize to the input size and argmax), the same graph
 for the checkpoint model (``core.deploy.segmenters.ModelSegmenter``) and for each exported format
-(``FrozenGraphSegmenter``, ``SavedModelSegmenter``, ``TFLiteSegmenter``). The input is a
+(``FrozenGraphSegmenter``, ``SavedModelSegmenter``, ``TFLiteSegmenter``, and ONNX Runtime and
+OpenVINO on ``model.onnx``), the formats timed round-robin with the checkpoint model in one
+group (:mod:`benchmarks.interleaved`). The input is a
 synthetic street scene (``dataset_tools.synthetic_scene``), so the int8 model is calibrated on
 images of the kind it runs on.
 """
@@ -15,15 +17,31 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from absl import logging
 
+from benchmarks import interleaved
 from benchmarks.models import ModelStore, config_override, precision_policy
 from benchmarks.plan import Results, error_reason
 
 Size = tuple[int, int]
 
-# The formats export.py writes, and the segmenter that runs each.
-FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8")
+# The formats the export section asks export.py for (those it knows), and their files.
+EXPORTED = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8", "onnx")
+FILE_NAMES = {
+    "frozen_graph": "frozen_inference_graph.pb",
+    "saved_model": "saved_model",
+    "tflite_float32": "model_float32.tflite",
+    "tflite_int8": "model_int8.tflite",
+    "onnx": "model.onnx",
+}
+# The exported rows timed side by side with the checkpoint model: a format run by its own
+# runtime, or the ONNX model run by ONNX Runtime and OpenVINO (float32, and bfloat16: OpenVINO's
+# default on CPUs with bf16 instructions).
+ONNX_RUNTIMES = ("onnxruntime", "openvino", "openvino_bf16")
+FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8", *ONNX_RUNTIMES)
 CHECKPOINT = "checkpoint"
+RUNTIMES = (CHECKPOINT, *FORMATS)
+PRECISIONS = {"tflite_int8": "int8 (float32 interface)", "openvino_bf16": "bfloat16"}
 CALIBRATION_IMAGES = 2
 
 
@@ -37,6 +55,10 @@ def params_key(model: str) -> str:
 
 def latency_key(model: str, fmt: str, size: Size) -> str:
     return f"latency/{model}/{fmt}/{size_label(size)}"
+
+
+def runtimes_key(model: str, size: Size) -> str:
+    return f"runtimes/{model}/{size_label(size)}"
 
 
 def export_key(model: str, size: Size) -> str:
@@ -146,6 +168,13 @@ def measure_checkpoint_latency(
 # --------------------------------------------------------------------------- export
 
 
+def _export_formats() -> tuple[str, ...]:
+    """What the export section writes: every format of :data:`EXPORTED` export.py knows."""
+    from core.deploy import exporter
+
+    return tuple(fmt for fmt in EXPORTED if fmt in exporter.FORMATS)
+
+
 def _export(model, directory: str, size: Size) -> tuple[dict, dict[str, str]]:
     """Exports every format; on an error retries format by format.
 
@@ -155,25 +184,26 @@ def _export(model, directory: str, size: Size) -> tuple[dict, dict[str, str]]:
     from core.deploy import exporter
 
     images = [scene(size, index) for index in range(CALIBRATION_IMAGES)]
+    formats = _export_formats()
 
     def calibration():
         return iter(images)
 
-    def export(formats):
+    def export(selected):
         return exporter.export_model(
-            model, directory, (1, *size, 3), formats=formats, calibration_images=calibration
+            model, directory, (1, *size, 3), formats=selected, calibration_images=calibration
         ).summary
 
     started = time.perf_counter()
     try:
-        summary = export(FORMATS)
+        summary = export(formats)
         summary["seconds_all_formats"] = round(time.perf_counter() - started, 1)
         return summary, {}
     except Exception:  # find out which format fails
         pass
     merged: dict = {"files": {}}
     failures = {}
-    for fmt in FORMATS:
+    for fmt in formats:
         try:
             summary = export((fmt,))
         except Exception as error:
@@ -186,9 +216,28 @@ def _export(model, directory: str, size: Size) -> tuple[dict, dict[str, str]]:
     return merged, failures
 
 
-def _segmenter_factory(fmt: str, directory: str, num_threads: int):
-    from core.deploy import exporter, segmenters
+def _exported_file(directory: str, name: str) -> str:
+    """The path of an exported file; a SavedModel may sit in a numbered version folder."""
+    path = os.path.join(directory, name)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        versions = sorted((n for n in os.listdir(path) if n.isdigit()), key=int)
+        if versions:
+            return os.path.join(path, versions[-1])
+    return path
 
+
+def _segmenter_factory(fmt: str, directory: str, num_threads: int):
+    """A function loading the segmenter of one :data:`RUNTIMES` row from the export."""
+    from core.deploy import exporter, onnx_export, onnx_segmenters, segmenters
+
+    onnx_path = os.path.join(directory, onnx_export.ONNX_NAME)
+    if fmt == "onnxruntime":
+        return lambda: onnx_segmenters.OnnxRuntimeSegmenter(onnx_path, num_threads=num_threads)
+    if fmt in ("openvino", "openvino_bf16"):
+        precision = "bf16" if fmt == "openvino_bf16" else "f32"
+        return lambda: onnx_segmenters.OpenVINOSegmenter(
+            onnx_path, num_threads=num_threads, precision=precision
+        )
     paths = {
         "frozen_graph": (segmenters.FrozenGraphSegmenter, exporter.FROZEN_GRAPH_NAME),
         "saved_model": (segmenters.SavedModelSegmenter, exporter.SAVED_MODEL_DIR),
@@ -196,10 +245,28 @@ def _segmenter_factory(fmt: str, directory: str, num_threads: int):
         "tflite_int8": (segmenters.TFLiteSegmenter, exporter.TFLITE_INT8_NAME),
     }
     cls, name = paths[fmt]
-    path = os.path.join(directory, name)
+    path = _exported_file(directory, name)
     if cls is segmenters.TFLiteSegmenter:
         return lambda: cls(path, num_threads=num_threads)
     return lambda: cls(path)
+
+
+def _load_rows(makers: dict, batch: np.ndarray, results: Results, keys: dict) -> dict:
+    """Loads each runtime and times its first call; a failure is recorded on its cell."""
+    loaded = {}
+    for fmt, make in makers.items():
+        try:
+            started = time.perf_counter()
+            segmenter = make()
+            load_s = time.perf_counter() - started
+            started = time.perf_counter()
+            segmenter.run(batch)
+            loaded[fmt] = (segmenter, load_s, time.perf_counter() - started)
+        except Exception as error:  # a missing runtime or a refused model: the others go on
+            if fmt in keys:
+                results.fail(keys[fmt], error_reason(error))
+            logging.warning("%s not timed: %s", fmt, error_reason(error))
+    return loaded
 
 
 def measure_exports(
@@ -210,12 +277,16 @@ def measure_exports(
     warmup: int,
     runs: int,
 ) -> None:
-    """Exports the model at one input size (export.py's library call) and times each format.
+    """Exports the model at one input size and times every format and runtime side by side.
 
-    Exports are always float32 models (the int8 TFLite one quantized from them), whatever
+    The checkpoint model and each runtime of :data:`RUNTIMES` are loaded, then timed
+    round-robin (:mod:`benchmarks.interleaved`) so that machine noise hits all alike; each row
+    is also reported as its median over the fastest median (``runtimes/*`` cell). Exports are
+    always float32 models (the int8 TFLite one quantized from them), whatever
     ``--mixed_precision`` says.
     """
     from core.analysis import latency
+    from core.deploy.segmenters import ModelSegmenter
 
     model = store.model(model_key)
     directory = os.path.join(store.work_dir, "exports", model_key, size_label(size))
@@ -224,97 +295,54 @@ def measure_exports(
     results.set(
         export_key(model_key, size),
         seconds=summary.get("seconds_all_formats"),
-        file_bytes={
-            "frozen_graph": files.get("frozen_inference_graph.pb"),
-            "saved_model": files.get("saved_model"),
-            "tflite_float32": files.get("model_float32.tflite"),
-            "tflite_int8": files.get("model_int8.tflite"),
-        },
+        file_bytes={fmt: files.get(name) for fmt, name in FILE_NAMES.items()},
         int8=summary.get("int8"),
         failed_formats=failures,
     )
     threads = latency.cpu_threads()
     batch = scene(size)
+    keys = {fmt: latency_key(model_key, fmt, size) for fmt in FORMATS}
+    makers = {CHECKPOINT: lambda: ModelSegmenter(model, (1, *size, 3), description=model_key)}
+    exported = set(_export_formats())
     for fmt in FORMATS:
-        key = latency_key(model_key, fmt, size)
-        if fmt in failures:
-            results.fail(key, f"export failed: {failures[fmt]}")
-            continue
-        try:
-            values = _time_segmenter(
-                _segmenter_factory(fmt, directory, threads), batch, warmup, runs
-            )
-        except Exception as error:
-            results.fail(key, error_reason(error))
-            continue
-        precision = "int8 (float32 interface)" if fmt == "tflite_int8" else "float32"
-        results.set(key, precision=precision, **values)
-
-
-# --------------------------------------------------------------------------- roofline
-
-
-def matmul_sizes(quick: bool) -> tuple[int, ...]:
-    """The square matmul sizes tried; the fastest sets the reference rate."""
-    import tensorflow as tf
-
-    if quick:
-        return (256,)
-    return (4096, 8192) if tf.config.list_logical_devices("GPU") else (1024, 2048, 4096)
-
-
-def measure_matmul(results: Results, sizes: Sequence[int], warmup: int, runs: int) -> None:
-    """The machine's float32 matmul rate: ``2 n^3`` FLOPs over the median time of ``n x n``.
-
-    Several sizes are timed and the fastest rate is the reference (a kernel's efficiency
-    depends on the size and the cache); every size's rate is kept in ``by_size``.
-    """
-    import tensorflow as tf
-
-    from core.analysis import latency
-
-    best = None
-    by_size = {}
-    for n in sizes:
-        a = tf.random.stateless_uniform((n, n), seed=(1, 2), dtype=tf.float32)
-        b = tf.random.stateless_uniform((n, n), seed=(3, 4), dtype=tf.float32)
-        # The sum makes the result small to fetch; it adds n^2 FLOPs to 2 n^3 (< 0.1%).
-        product = tf.function(lambda a=a, b=b: tf.reduce_sum(tf.matmul(a, b)))
-        stats = latency.measure(lambda f=product: f().numpy(), warmup=warmup, runs=runs)
-        rate = 2 * n**3 / (stats.median_ms / 1000.0) / 1e9
-        by_size[str(n)] = rate
-        if best is None or rate > best[1]:
-            best = (n, rate, stats)
-    n, rate, stats = best
-    results.set(
-        MATMUL_KEY,
-        n=n,
-        dtype="float32",
-        # On recent NVIDIA GPUs TensorFlow runs float32 matmuls in TF32 unless this is off.
-        tensor_float_32=bool(tf.config.experimental.tensor_float_32_execution_enabled())
-        and bool(tf.config.list_logical_devices("GPU")),
-        flops=2 * n**3,
-        gflops_per_s=rate,
-        by_size=by_size,
-        **stats.as_dict(),
+        source = "onnx" if fmt in ONNX_RUNTIMES else fmt
+        if source in failures:
+            results.fail(keys[fmt], f"export failed: {failures[source]}")
+        elif source not in exported:
+            results.skip(keys[fmt], f"export.py has no {source} format here")
+        else:
+            makers[fmt] = _segmenter_factory(fmt, directory, threads)
+    loaded = _load_rows(makers, batch, results, keys)
+    if not loaded:
+        results.fail(runtimes_key(model_key, size), "no runtime could be loaded")
+        return
+    seconds = interleaved.time_interleaved(
+        {fmt: (lambda s=segmenter: s.run(batch)) for fmt, (segmenter, _, _) in loaded.items()},
+        max(warmup - 1, 0),  # the first call above was one warm-up
+        runs,
     )
-
-
-def derive_roofline(results: Results, model_keys: Sequence[str], sizes: Sequence[Size]) -> None:
-    """Each model's FLOPs over its checkpoint-model latency, against the matmul rate."""
-    matmul = results.get(MATMUL_KEY)
-    for model_key in model_keys:
-        params = results.get(params_key(model_key))
-        for size in sizes:
-            key = roofline_key(model_key, size)
-            timing = results.get(latency_key(model_key, CHECKPOINT, size))
-            if not params or not timing or size_label(size) not in params["flops"]:
-                missing = "FLOPs (params section)" if not params else "latency"
-                results.skip(key, f"no {missing} measured for this cell")
-                continue
-            flops = params["flops"][size_label(size)]
-            rate = flops / (timing["median_ms"] / 1000.0) / 1e9
-            values = {"flops": flops, "median_ms": timing["median_ms"], "gflops_per_s": rate}
-            if matmul:
-                values["percent_of_matmul"] = 100.0 * rate / matmul["gflops_per_s"]
-            results.set(key, **values)
+    stats = {fmt: latency.summarize(values, warmup) for fmt, values in seconds.items()}
+    ratios = interleaved.ratios_to_fastest({fmt: s.median_ms for fmt, s in stats.items()})
+    rows = {}
+    for fmt, (_, load_s, first_call_s) in loaded.items():
+        values = stats[fmt].as_dict()
+        values.update(
+            precision=PRECISIONS.get(fmt, "float32"),
+            load_s=round(load_s, 3),
+            first_call_s=round(first_call_s, 3),
+            fps=1000.0 / stats[fmt].median_ms,
+            ratio_to_fastest=ratios[fmt],
+        )
+        rows[fmt] = values
+        if fmt in keys:  # the checkpoint's own cell belongs to the latency section
+            results.set(keys[fmt], **values)
+    results.set(
+        runtimes_key(model_key, size),
+        rows=rows,
+        fastest=min(ratios, key=ratios.get),
+        not_timed=[fmt for fmt in makers if fmt not in loaded],
+        order="round-robin, rotated each round",
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+    )

@@ -1,4 +1,4 @@
-"""The report's inference tables: models (parameters, FLOPs), latency, exports, roofline."""
+"""The report's inference tables: models (parameters, FLOPs), latency, exports."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ FORMAT_TITLES = {
     "saved_model": "SavedModel",
     "tflite_float32": "TFLite float32",
     "tflite_int8": "TFLite int8",
+    "onnxruntime": "ONNX Runtime (.onnx)",
+    "openvino": "OpenVINO (.onnx), f32",
+    "openvino_bf16": "OpenVINO (.onnx), bf16",
 }
+EXPORT_COLUMNS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8", "onnx")
 
 
 def models_table(document: dict) -> list[str]:
@@ -111,14 +115,15 @@ def exports_table(document: dict) -> list[str]:
         return []
     header = [
         "Model", "Input", "Export time (s)", "frozen graph MiB", "SavedModel MiB",
-        "TFLite float32 MiB", "TFLite int8 MiB", "int8 pixel agreement", "int8 ops left in float",
+        "TFLite float32 MiB", "TFLite int8 MiB", "ONNX MiB", "int8 pixel agreement",
+        "int8 ops left in float",
     ]  # fmt: skip
     rows = []
     for key, cell in cells.items():
         _, model, size = key.split("/")
         status = status_text(cell)
         if status:
-            rows.append([model, size, status, *[""] * 6])
+            rows.append([model, size, status, *[""] * 7])
             continue
         sizes = cell["file_bytes"]
         int8 = cell.get("int8") or {}
@@ -129,10 +134,7 @@ def exports_table(document: dict) -> list[str]:
                 model,
                 size,
                 cell["seconds"],
-                *[
-                    "failed" if fmt in failed else mib(sizes.get(fmt))
-                    for fmt in ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8")
-                ],
+                *["failed" if fmt in failed else mib(sizes.get(fmt)) for fmt in EXPORT_COLUMNS],
                 "—"
                 if agreement is None
                 else f"{100 * agreement:.2f}% ({int8.get('images')} images)",
@@ -143,7 +145,7 @@ def exports_table(document: dict) -> list[str]:
         "## Exported formats",
         "",
         "`core.deploy.exporter.export_model` (what `export.py` runs) at each input size, batch 1; the "
-        "export time covers all four formats (int8 calibration on 2 synthetic scenes "
+        "export time covers all five formats (int8 calibration on 2 synthetic scenes "
         "included). The int8 agreement is the share of pixels whose class equals the float "
         "graph's (random weights: indicative only).",
         "",
@@ -152,30 +154,29 @@ def exports_table(document: dict) -> list[str]:
     ]
 
 
-def roofline_table(document: dict) -> list[str]:
-    """The matmul rate and each model's achieved rate against it (``roofline/*``)."""
-    matmul = document["cells"].get("roofline/matmul")
-    cells = {k: c for k, c in cells_under(document, "roofline/").items() if k != "roofline/matmul"}
-    if not matmul and not cells:
+def runtimes_table(document: dict) -> list[str]:
+    """Every format and runtime side by side, as ratios to the fastest (``runtimes/*``)."""
+    cells = cells_under(document, "runtimes/")
+    if not cells:
         return []
-    lines = ["## Roofline", ""]
-    status = status_text(matmul) if matmul else "not measured"
-    if status:
-        lines += [f"float32 matmul rate: {status}", ""]
-    else:
-        lines += [
-            f"The machine's float32 matmul rate: {matmul['gflops_per_s']:,.1f} GFLOP/s "
-            f"({matmul['n']}x{matmul['n']} by {matmul['n']}x{matmul['n']}, 2n³ FLOPs, median "
-            f"{matmul['median_ms']:.2f} ms over {matmul['runs']} runs; the fastest of n = "
-            f"{', '.join(matmul.get('by_size', {}))}"
-            + ("; TF32 tensor cores enabled" if matmul.get("tensor_float_32") else "")
-            + "). Each model's FLOPs divided by its checkpoint-model latency gives the rate it "
-            "achieves. Below 100%, the gap is time outside dense compute (memory-bound ops, "
-            "resizes, small or depthwise convs, framework overhead); above 100%, the model's "
-            "convolutions (oneDNN) outrun TensorFlow's MatMul kernel: the matmul rate is a "
-            "measured reference, not the hardware's peak.",
-            "",
-        ]
+    machine = document["machine"]
+    extensions = ", ".join(machine.get("vector_extensions") or ["unknown"])
+    load = machine.get("load_average_start")
+    lines = [
+        "## Formats and runtimes side by side (batch 1)",
+        "",
+        "The checkpoint model and every exported format and runtime of one model, loaded together "
+        "and timed round-robin: each round calls each of them once, in an order rotated every "
+        "round, so a burst of load from another process hits all of them alike. **×fastest** is "
+        "a row's median over the fastest row's median; compare rows within one model and size, "
+        "not across runs. Same deploy graph everywhere (uint8 image in, class ids out), "
+        f"{machine['tf_threads']} threads for every runtime. CPU: {escape(machine['cpu_model'])}; "
+        f"vector extensions: {extensions}"
+        + (f"; load average at the start {load[0]}" if load else "")
+        + ".",
+        "",
+    ]
+    header = ["Model", "Input", "Format / runtime", "Precision", "ms: median (IQR)", "×fastest"]
     rows = []
     for key, cell in cells.items():
         _, model, size = key.split("/")
@@ -183,18 +184,16 @@ def roofline_table(document: dict) -> list[str]:
         if status:
             rows.append([model, size, status, "", "", ""])
             continue
-        percent = cell.get("percent_of_matmul")
-        rows.append(
-            [
-                model,
-                size,
-                f"{cell['flops'] / 1e9:,.2f}",
-                f"{cell['median_ms']:,.1f}",
-                f"{cell['gflops_per_s']:,.1f}",
-                "—" if percent is None else f"{percent:.0f}%",
-            ]
-        )
-    if rows:
-        header = ["Model", "Input", "GFLOPs", "latency ms", "achieved GFLOP/s", "% of matmul"]
-        lines += [*table(header, rows), ""]
-    return lines
+        ordered = sorted(cell["rows"].items(), key=lambda item: item[1]["ratio_to_fastest"])
+        for fmt, row in ordered:
+            ratio = (
+                f"**{row['ratio_to_fastest']:.2f}**"
+                if fmt == cell["fastest"]
+                else (f"{row['ratio_to_fastest']:.2f}")
+            )
+            title = FORMAT_TITLES.get(fmt, fmt)
+            rows.append([model, size, title, row["precision"], ms(row), ratio])
+        for fmt in cell.get("not_timed", []):
+            reason = status_text(document["cells"].get(f"latency/{model}/{fmt}/{size}"))
+            rows.append([model, size, FORMAT_TITLES.get(fmt, fmt), "", reason or "not timed", ""])
+    return [*lines, *table(header, rows), ""]

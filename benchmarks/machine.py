@@ -1,4 +1,4 @@
-"""What the numbers were measured on: CPU, cores, accelerator, TensorFlow, date, commit."""
+"""What the numbers were measured on: CPU, vector extensions, cores, accelerator, date, commit."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def describe(device_label: str = "") -> dict:
     """The machine description stored with the results."""
     import tensorflow as tf
 
+    from benchmarks.roofline import read_vector_extensions
     from core.analysis import latency
 
     try:
@@ -87,6 +88,8 @@ def describe(device_label: str = "") -> dict:
     return {
         "label": device_label,
         "cpu_model": _cpu_model(),
+        # AVX2 / AVX-512 / AMX decide which kernels oneDNN and XNNPACK run, hence the peak.
+        "vector_extensions": read_vector_extensions(),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable,
         "tf_threads": latency.cpu_threads(),

@@ -9,11 +9,18 @@ from __future__ import annotations
 import json
 import os
 
-from benchmarks.inference_tables import exports_table, latency_table, models_table, roofline_table
+from benchmarks.inference_tables import (
+    exports_table,
+    latency_table,
+    models_table,
+    runtimes_table,
+)
 from benchmarks.markdown import escape, table
 from benchmarks.plan import FAILED
 from benchmarks.profile_bench import profile_table
+from benchmarks.roofline import roofline_table
 from benchmarks.training_tables import input_table, memory_table, training_table
+from benchmarks.video_bench import video_table
 
 MARKDOWN_NAME = "RESULTS.md"
 JSON_NAME = "results.json"
@@ -44,6 +51,7 @@ def _machine(document: dict) -> list[str]:
             f"{machine['cpu_model']}: {machine['usable_cores']} usable cores "
             f"({machine['cpu_count']} in the machine)",
         ),
+        ("Vector extensions", ", ".join(machine.get("vector_extensions") or ["unknown"])),
         ("TensorFlow threads", f"{machine['tf_threads']} (latency and TFLite runs)"),
         ("Accelerator", gpus),
         ("Memory", f"{machine.get('memory_gib')} GiB"),
@@ -92,10 +100,12 @@ def render_markdown(document: dict) -> str:
         _machine,
         models_table,
         latency_table,
+        runtimes_table,
         exports_table,
         training_table,
         memory_table,
         input_table,
+        video_table,
         roofline_table,
         profile_table,
         _failures,

@@ -10,10 +10,13 @@ Usage, from the repository root::
 Sections (``--sections``, comma-separated, default all):
   params    parameters and FLOPs of every model at every ``--sizes``
   latency   batch-1 latency of the checkpoint model of every model at every size
-  export    export.py's four formats of ICNet 1.0 and compressed ICNet 0.5, each timed
+  export    export.py's formats of ICNet 1.0 and compressed ICNet 0.5, timed side by side with
+            the checkpoint model, ONNX Runtime and OpenVINO (round-robin, ratio to the fastest)
   train     training step time and images/s: demo config, ICNet 1.0 at 713x713 crops
-  memory    peak memory of the step: train.py vs train_mem_saving.py, same batch and crop
+  memory    peak memory of the step: train.py vs train_mem_saving.py, same batch and crop;
+            the largest batch of each under --train_memory_cap_gib
   input     the demo's input pipeline throughput, against the demo's training images/s
+  video     end-to-end fps of inference on a generated video beside the model-only fps
   roofline  float32 matmul rate; each model's FLOPs / latency against it
   profile   where ICNet 1.0's inference time goes (ms by op type and by model part), at the
             first size; the first --models entry when ICNet 1.0 is not selected
@@ -33,7 +36,8 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-SECTIONS = ("params", "latency", "export", "train", "memory", "input", "roofline", "profile")
+SECTIONS = ("params", "latency", "export", "train", "memory", "input", "video", "roofline",
+            "profile")  # fmt: skip
 DEFAULT_SIZES = ("1024x2048", "512x1024")
 QUICK_SIZES = ("129x257", "97x193")
 
@@ -63,6 +67,9 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("train_steps", None, "Timed training steps (default 5, quick 2).")
 flags.DEFINE_integer("train_warmup", 2, "Untimed training steps (the first traces the step).")
 flags.DEFINE_integer("train_batch_size", 2, "Batch of the 713x713 training and memory cases.")
+flags.DEFINE_float(
+    "train_memory_cap_gib", None, "Resident-set cap of the batch search (default 6, quick 1.5)."
+)
 flags.DEFINE_integer("input_batches", None, "Timed input-pipeline batches (default 20).")
 flags.DEFINE_bool(
     "mixed_precision",
@@ -118,6 +125,9 @@ class Settings:
         self.train_warmup = max(1, fv.train_warmup)
         self.train_batch_size = fv.train_batch_size
         self.input_batches = fv.input_batches or (5 if fv.quick else 20)
+        self.train_memory_cap_bytes = int(
+            (fv.train_memory_cap_gib or (1.5 if fv.quick else 6.0)) * 2**30
+        )
         self.mixed_precision = fv.mixed_precision
         if self.runs < 1 or self.warmup < 0 or self.train_batch_size < 1:
             raise app.UsageError("--runs and --train_batch_size must be >= 1, --warmup >= 0.")
@@ -179,7 +189,7 @@ def coverage_note(settings: Settings) -> str:
 def build_tasks(settings: Settings, store, train_runner) -> list:
     """The run's tasks, in order, with their time estimates."""
     from benchmarks import inference_bench as ib
-    from benchmarks import input_bench, train_bench
+    from benchmarks import input_bench, roofline, train_bench, video_bench
     from benchmarks.models import SPECS_BY_KEY
     from benchmarks.plan import Task
     from benchmarks.profile_bench import PROFILE_MODEL, measure_profile, profile_key
@@ -202,12 +212,12 @@ def build_tasks(settings: Settings, store, train_runner) -> list:
                 )
             )
     if "roofline" in sections:
-        sizes = ib.matmul_sizes(settings.quick)
+        sizes = roofline.matmul_sizes(settings.quick)
         tasks.append(
             Task(
                 f"float32 matmul rate (n = {', '.join(map(str, sizes))})",
                 [ib.MATMUL_KEY],
-                lambda r: ib.measure_matmul(r, sizes, settings.warmup, max(settings.runs, 5)),
+                lambda r: roofline.measure_matmul(r, sizes, settings.warmup, max(settings.runs, 5)),
                 5.0 * scale + 1,
             )
         )
@@ -234,7 +244,10 @@ def build_tasks(settings: Settings, store, train_runner) -> list:
             for size in settings.sizes:
                 cells = [ib.export_key(model, size)]
                 cells += [ib.latency_key(model, fmt, size) for fmt in ib.FORMATS]
-                timing = 4 * (5 + (warmup + runs + 1) * _PASS_S[model] * pixels(size))
+                cells.append(ib.runtimes_key(model, size))
+                timing = len(ib.RUNTIMES) * (
+                    5 + (warmup + runs + 1) * _PASS_S[model] * pixels(size)
+                )
                 estimate = _EXPORT_S[model] * pixels(size) ** 0.7 + timing
                 tasks.append(
                     Task(
@@ -279,6 +292,12 @@ def build_tasks(settings: Settings, store, train_runner) -> list:
                     0.5 if shared else 90.0 * scale + 10,
                 )
             )
+    if "memory" in sections:
+        tasks += train_bench.cap_tasks(
+            settings.quick, settings.train_batch_size, settings.train_memory_cap_bytes, train_runner
+        )
+    if "video" in sections:
+        tasks.append(video_bench.video_task(store, settings.quick, settings.warmup))
     if "input" in sections:
         tasks.append(
             Task(
@@ -296,7 +315,7 @@ def build_tasks(settings: Settings, store, train_runner) -> list:
             Task(
                 "roofline: FLOPs / latency of every model",
                 cells,
-                lambda r: ib.derive_roofline(r, settings.models, settings.sizes),
+                lambda r: roofline.derive_roofline(r, settings.models, settings.sizes),
                 0.1,
             )
         )

@@ -4,9 +4,12 @@ Cells:
   ``train/<case>``: seconds per step (median and IQR of the timed steps after warm-up, the
     compiled ``tf.function`` step of ``core.training.train_step``) and images/s, at the demo config and
     at 713x713 crops.
-  ``memory/train.py`` and ``memory/train_mem_saving.py``: peak memory of the same step without
-    and with gradient checkpointing (the only difference between the two scripts), same batch
-    and crop.
+  ``memory/<script>``: peak memory of the same step without and with gradient checkpointing
+    (``train.py``; ``train_mem_saving.py`` with its measured plan and with the sqrt(n) plan),
+    same batch and crop.
+  ``cap/<script>``: the largest batch whose step trains under a fixed memory cap on the child's
+    resident set (:mod:`benchmarks.memory_cap`); a child over the cap is the cell's
+    "OOM at batch N", not a failure.
 
 See :mod:`benchmarks.train_child` for what one run does.
 """
@@ -19,6 +22,7 @@ import os
 import subprocess
 import sys
 
+from benchmarks import memory_cap
 from benchmarks.machine import REPO_ROOT
 from benchmarks.models import DEMO_CONFIG, ICNET_CONFIG
 from benchmarks.plan import Results
@@ -38,6 +42,8 @@ class TrainCase:
       batch_size: None keeps the config's ``train_config.batch_size``.
       crop: (height, width) of the batch; None keeps the config's ``random_image_crop``.
       mem_saving: gradient checkpointing, as ``train_mem_saving.py``.
+      plan: its ``--checkpoint_nodes`` plan (``measured``, ``sqrt``, ``original``).
+      memory_cap_bytes: the child's resident-set cap, or None.
     """
 
     key: str
@@ -47,10 +53,14 @@ class TrainCase:
     batch_size: int | None = None
     crop: tuple[int, int] | None = None
     mem_saving: bool = False
+    plan: str = "measured"
+    memory_cap_bytes: int | None = None
 
     def settings(self) -> tuple:
         """What determines the measurement (two cases with equal settings share one run)."""
-        return (self.config_path, self.config_override, self.batch_size, self.crop, self.mem_saving)
+        plan = self.plan if self.mem_saving else None
+        return (self.config_path, self.config_override, self.batch_size, self.crop,
+                self.mem_saving, plan, self.memory_cap_bytes)  # fmt: skip
 
 
 def train_cases(quick: bool, batch_size: int) -> list[TrainCase]:
@@ -76,7 +86,7 @@ def train_cases(quick: bool, batch_size: int) -> list[TrainCase]:
 
 
 def memory_cases(quick: bool, batch_size: int) -> list[TrainCase]:
-    """``train.py`` vs ``train_mem_saving.py``: the 713 case without and with recomputation."""
+    """``train.py`` vs ``train_mem_saving.py`` (measured and sqrt plans): the 713 case."""
     base = train_cases(quick, batch_size)[1]
     return [
         dataclasses.replace(base, key="train.py", title=f"train.py: {base.title}"),
@@ -86,7 +96,54 @@ def memory_cases(quick: bool, batch_size: int) -> list[TrainCase]:
             title=f"train_mem_saving.py: {base.title}",
             mem_saving=True,
         ),
+        dataclasses.replace(
+            base,
+            key="train_mem_saving.py_sqrt",
+            title=f"train_mem_saving.py --checkpoint_nodes=sqrt: {base.title}",
+            mem_saving=True,
+            plan="sqrt",
+        ),
     ]
+
+
+def cap_batches(quick: bool) -> tuple[int, ...]:
+    """Batches tried under the cap, doubling (each one a child process)."""
+    return (1, 2) if quick else (1, 2, 4, 8, 16)
+
+
+def largest_batch(
+    runner: TrainRunner, case: TrainCase, cap_bytes: int, batches: tuple[int, ...]
+) -> dict:
+    """The largest of ``batches`` (increasing) whose step trains under ``cap_bytes``.
+
+    Stops at the first batch over the cap: a larger one would not fit either.
+
+    Returns:
+      ``largest_batch`` (None if even the first is over), ``oom_batch`` (the first batch over
+      the cap, None if all fit), ``memory_cap_bytes`` and the tried batches' results.
+    """
+    largest, oom, tried = None, None, {}
+    for batch in batches:
+        result = runner.run(
+            dataclasses.replace(
+                case, key=f"{case.key}_cap_b{batch}", batch_size=batch, memory_cap_bytes=cap_bytes
+            )
+        )
+        tried[str(batch)] = {
+            "oom": bool(result.get("oom")),
+            "peak_rss_bytes": result.get("peak_rss_bytes") or result.get("rss_bytes"),
+        }
+        if result.get("oom"):
+            oom = batch
+            break
+        largest = batch
+    return {
+        "largest_batch": largest,
+        "oom_batch": oom,
+        "memory_cap_bytes": cap_bytes,
+        "batches": tried,
+        "crop": list(case.crop) if case.crop else None,
+    }
 
 
 def train_key(case: TrainCase) -> str:
@@ -95,6 +152,10 @@ def train_key(case: TrainCase) -> str:
 
 def memory_key(case: TrainCase) -> str:
     return f"memory/{case.key}"
+
+
+def cap_key(case: TrainCase) -> str:
+    return f"cap/{case.key}"
 
 
 def _child_error(stderr: str) -> str:
@@ -131,9 +192,16 @@ class TrainRunner:
         os.makedirs(self.work_dir, exist_ok=True)
         name = case.key.replace("/", "_")
         output = os.path.join(self.work_dir, f"{name}.json")
+        oom_output = os.path.join(self.work_dir, f"{name}.oom.json")
+        for stale in (output, oom_output):
+            if os.path.exists(stale):
+                os.remove(stale)
         description = dataclasses.asdict(case)
         description.update(
-            warmup=self.warmup, steps=self.steps, mixed_precision=self.mixed_precision
+            warmup=self.warmup,
+            steps=self.steps,
+            mixed_precision=self.mixed_precision,
+            oom_output=oom_output,
         )
         command = [
             sys.executable,
@@ -153,6 +221,11 @@ class TrainRunner:
         )
         with open(os.path.join(self.work_dir, f"{name}.log"), "w", encoding="utf-8") as log:
             log.write(process.stdout + process.stderr)
+        if process.returncode == memory_cap.OOM_EXIT_CODE and os.path.exists(oom_output):
+            with open(oom_output, encoding="utf-8") as stream:
+                result = json.load(stream)
+            self._done[settings] = result
+            return result
         if process.returncode != 0:
             reason = _child_error(process.stderr)
             if process.returncode < 0:
@@ -172,3 +245,27 @@ def measure_train(results: Results, runner: TrainRunner, case: TrainCase) -> Non
 def measure_memory(results: Results, runner: TrainRunner, case: TrainCase) -> None:
     values = runner.run(case)
     results.set(memory_key(case), title=case.title, config=case.config_path, **values)
+
+
+def measure_cap(
+    results: Results, runner: TrainRunner, case: TrainCase, cap_bytes: int, quick: bool
+) -> None:
+    values = largest_batch(runner, case, cap_bytes, cap_batches(quick))
+    results.set(cap_key(case), title=case.title, config=case.config_path, **values)
+
+
+def cap_tasks(quick: bool, batch_size: int, cap_bytes: int, runner: TrainRunner) -> list:
+    """The ``memory`` section's batch search under ``cap_bytes``: train.py, then the sqrt plan."""
+    from benchmarks.plan import Task
+
+    cases = [c for c in memory_cases(quick, batch_size) if c.key != "train_mem_saving.py"]
+    batches = cap_batches(quick)
+    return [
+        Task(
+            f"largest batch under {cap_bytes / 2**30:.1f} GiB: {case.title}",
+            [cap_key(case)],
+            lambda r, c=case: measure_cap(r, runner, c, cap_bytes, quick),
+            len(batches) * (15.0 if quick else 120.0),
+        )
+        for case in cases
+    ]

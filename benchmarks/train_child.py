@@ -5,13 +5,16 @@ loss, optimizer and compiled step of a pipeline config with ``runners.trainer.bu
 (what ``train.py`` and ``train_mem_saving.py`` run), feeds it one fixed
 in-memory batch (so the input pipeline is not part of the step time), runs warm-up steps and
 timed steps, and writes the step times and peak memory as JSON. ``mem_saving`` makes the one
-change ``train_mem_saving.py`` makes: the model's default segments (each backbone block and the
-fusion units) run under ``tf.recompute_grad``.
+change ``train_mem_saving.py`` makes: what its ``--checkpoint_nodes`` plan (the case's ``plan``,
+``measured`` unless set) selects runs under ``tf.recompute_grad``. ``memory_cap_bytes`` caps the
+resident set (:mod:`benchmarks.memory_cap`): over it, ``oom_output`` gets ``{"oom": true}``.
 
 Running each configuration in a fresh process keeps the peak memory of one from showing in
 another's: the process's peak RSS (``VmHWM``) covers Python, TensorFlow, the model, the
 optimizer slots and the step, and the peak GPU memory comes from
-``tf.config.experimental.get_memory_info``.
+``tf.config.experimental.get_memory_info``. The step's own memory is the live-tensor peak of
+TensorFlow's CPU allocator over the timed steps (``cpu_tensors_*``, after warm-up): RSS also
+counts the first step's tracing and what malloc keeps cached, which recomputation cannot shrink.
 """
 
 from __future__ import annotations
@@ -33,6 +36,19 @@ def _rss_bytes() -> int | None:
     return proc_status_bytes("VmRSS")
 
 
+def _reset_rss_peak() -> int | None:
+    """Resets the peak resident set (``VmHWM``) to the current one; returns that, or None.
+
+    Linux resets it on writing 5 to ``/proc/self/clear_refs``; None where that is refused.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as stream:
+            stream.write("5")
+    except OSError:
+        return None
+    return _rss_bytes()
+
+
 def _crop(config, case: dict) -> tuple[int, int]:
     if case.get("crop"):
         return tuple(case["crop"])
@@ -42,7 +58,9 @@ def _crop(config, case: dict) -> tuple[int, int]:
     raise ValueError("the config has no random_image_crop step; give the case a crop.")
 
 
-def build_step(config, batch_size: int, crop: tuple[int, int], mem_saving: bool, policy):
+def build_step(
+    config, batch_size: int, crop: tuple[int, int], mem_saving: bool, policy, plan: str = "measured"
+):
     """The compiled training step of the config's model on one fixed batch.
 
     The model, loss, optimizer, trained variables and step are built by
@@ -64,7 +82,9 @@ def build_step(config, batch_size: int, crop: tuple[int, int], mem_saving: bool,
     strategy = tf.distribute.get_strategy()
     keras.utils.set_random_seed(SEED)
     options = trainer.TrainOptions(
-        mixed_precision=policy is not None, gradient_checkpointing=mem_saving
+        mixed_precision=policy is not None,
+        gradient_checkpointing=mem_saving,
+        checkpoint_nodes=(plan,) if mem_saving else (),
     )
     parts = trainer.build_train_step(config, options, strategy)
     rng = np.random.default_rng(SEED)
@@ -90,10 +110,11 @@ def run_case(case: dict) -> dict:
     """Builds, warms up and times one case; returns the measurements."""
     import tensorflow as tf
 
+    from benchmarks import memory_cap
     from benchmarks.models import precision_policy, repo_path
     from builders import config_util
     from core.analysis import latency
-    from core.training.train_progress import peak_rss_bytes
+    from core.training.train_progress import peak_rss_bytes, proc_status_bytes
 
     config = config_util.load_pipeline_config(
         repo_path(case["config_path"]), case.get("config_override"), validate=False
@@ -102,7 +123,12 @@ def run_case(case: dict) -> dict:
     crop = _crop(config, case)
     policy = precision_policy(case.get("mixed_precision", False))
     gpus = tf.config.list_logical_devices("GPU")
-    run, model = build_step(config, batch_size, crop, case.get("mem_saving", False), policy)
+    plan = case.get("plan") or "measured"
+    mem_saving = case.get("mem_saving", False)
+    cap = case.get("memory_cap_bytes")
+    if cap:
+        memory_cap.start_watchdog(cap, case.get("oom_output"), batch_size)
+    run, model = build_step(config, batch_size, crop, mem_saving, policy, plan)
     rss_before = _rss_bytes()
     if gpus:
         tf.config.experimental.reset_memory_stats(gpus[0].name)
@@ -110,14 +136,28 @@ def run_case(case: dict) -> dict:
     started = time.perf_counter()
     loss = run()
     first_step = time.perf_counter() - started
-    stats = latency.measure(run, warmup=max(case.get("warmup", 2) - 1, 0), runs=case["steps"])
+    for _ in range(max(case.get("warmup", 2) - 1, 0)):
+        run()
+    if cap:
+        memory_cap.check(cap, case.get("oom_output"), batch_size)
+    # The steady state: the peaks of the timed steps alone, without the first step's tracing,
+    # graph optimization and oneDNN primitive creation.
+    steady_rss_before = _reset_rss_peak()
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    tensors_before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    stats = latency.measure(run, warmup=0, runs=case["steps"])
+    tensors_peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    if cap:
+        memory_cap.check(cap, case.get("oom_output"), batch_size)
     seconds = stats.median_ms / 1000.0
     return {
         "model": model.name,
         "filter_scale": model.filter_scale,
         "batch_size": batch_size,
         "crop": list(crop),
-        "mem_saving": case.get("mem_saving", False),
+        "mem_saving": mem_saving,
+        "plan": plan if mem_saving else None,
+        "memory_cap_bytes": cap,
         "recompute_segments": sorted(model.recompute_scopes),
         "precision": policy or "float32",
         "device": "GPU" if gpus else "CPU",
@@ -129,6 +169,10 @@ def run_case(case: dict) -> dict:
         "images_per_s": batch_size / seconds,
         "rss_before_steps_bytes": rss_before,
         "peak_rss_bytes": peak_rss_bytes(),
+        "steady_rss_before_bytes": steady_rss_before,
+        "steady_peak_rss_bytes": proc_status_bytes("VmHWM") if steady_rss_before else None,
+        "cpu_tensors_before_bytes": tensors_before,
+        "cpu_tensors_peak_bytes": tensors_peak,
         "gpu_before_steps_bytes": gpu_before,
         "gpu_peak_bytes": (
             tf.config.experimental.get_memory_info(gpus[0].name)["peak"] if gpus else None

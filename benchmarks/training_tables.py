@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.markdown import cells_under, escape, gib, status_text, table
+from benchmarks.markdown import cells_under, escape, gib, mib, status_text, table
 
 
 def _train_row(cell: dict) -> list[str]:
@@ -47,58 +47,114 @@ def training_table(document: dict) -> list[str]:
     ]
 
 
+def _script_label(key: str) -> str:
+    script = key.split("/", 1)[1]
+    if script.endswith("_sqrt"):
+        return f"`{script[: -len('_sqrt')]}` (sqrt plan)"
+    return f"`{script}`" + (" (measured plan)" if script == "train_mem_saving.py" else "")
+
+
+def _difference(value: float | None, base: float | None) -> str:
+    return "" if not value or not base else f"{value / base:.2f}x"
+
+
 def memory_table(document: dict) -> list[str]:
-    """Peak memory of train.py vs train_mem_saving.py (``memory/*``)."""
+    """Step memory of train.py vs train_mem_saving.py (``memory/*``) and batches under a cap."""
     cells = cells_under(document, "memory/")
-    if not cells:
-        return []
-    header = ["Script", "Batch", "Crop", "peak RSS GiB", "RSS before the steps GiB",
-              "peak − before GiB", "peak GPU memory GiB", "s/step (median)"]  # fmt: skip
+    lines = []
+    if cells:
+        lines += _step_memory_lines(cells)
+    caps = cells_under(document, "cap/")
+    if caps:
+        lines += _cap_lines(caps)
+    return lines
+
+
+def _step_memory_lines(cells: dict[str, dict]) -> list[str]:
+    header = ["Script", "Batch", "Crop", "tensors: peak − before MiB", "vs train.py",
+              "RSS: first step peak − before MiB", "s/step (median)", "vs train.py"]  # fmt: skip
     rows = []
-    measured = {}
+    plain = cells.get("memory/train.py", {})
+    base_tensors = _tensor_increment(plain) if plain.get("status") == "ok" else None
+    base_time = plain.get("s_per_step") if plain.get("status") == "ok" else None
     for key, cell in cells.items():
-        script = key.split("/", 1)[1]
         status = status_text(cell)
         if status:
-            rows.append([script, status, *[""] * 6])
+            rows.append([_script_label(key), status, *[""] * 6])
             continue
         before = cell.get("rss_before_steps_bytes")
         increment = cell["peak_rss_bytes"] - before if before is not None else None
-        measured[script] = (increment, cell.get("gpu_peak_bytes"), cell["s_per_step"])
+        tensors = _tensor_increment(cell)
         rows.append(
             [
-                f"`{script}`",
+                _script_label(key),
                 cell["batch_size"],
                 f"{cell['crop'][0]}x{cell['crop'][1]}",
-                gib(cell["peak_rss_bytes"]),
-                gib(before),
-                gib(increment),
-                gib(cell.get("gpu_peak_bytes")),
+                mib(tensors),
+                _difference(tensors, base_tensors),
+                mib(increment),
                 f"{cell['s_per_step']:.3f}",
+                _difference(cell["s_per_step"], base_time),
             ]
         )
-    lines = [
+    return [
         "## Training memory: train.py vs train_mem_saving.py",
         "",
         "The same training step without and with gradient checkpointing (`train_mem_saving.py`'s "
-        "default segments, each backbone block and the fusion units, under `tf.recompute_grad`), "
-        "each in a fresh process. Peak RSS is the process's high-water mark (`VmHWM`) over the "
-        "warm-up and timed steps, so it includes Python, TensorFlow and the weights; "
-        '"peak − before" is what the steps added after the model and optimizer were built. Peak '
-        "GPU memory is `tf.config.experimental.get_memory_info`.",
+        "`--checkpoint_nodes=measured` plan, and its default sqrt(n) plan), each in a fresh process. "
+        '"tensors: peak − before" is the peak of the live tensors of TensorFlow\'s CPU allocator '
+        "(`tf.config.experimental.get_memory_info`, or the GPU's) over the timed steps, less what "
+        "was live before them: the step's own memory. The RSS column is the process's high-water "
+        "mark over the first step less the RSS before it; it also counts tracing, graph "
+        "optimization, oneDNN primitives and what malloc keeps cached, so it barely moves with "
+        "recomputation.",
         "",
         *table(header, rows),
         "",
     ]
-    plain, saving = measured.get("train.py"), measured.get("train_mem_saving.py")
-    if plain and saving and plain[0] and saving[0] is not None:
-        lines += [
-            f"Gradient checkpointing changes the steps' memory by "
-            f"{100 * (saving[0] - plain[0]) / plain[0]:+.0f}% (RSS) and the step time by "
-            f"{100 * (saving[2] - plain[2]) / plain[2]:+.0f}%.",
-            "",
-        ]
-    return lines
+
+
+def _tensor_increment(cell: dict) -> int | None:
+    if cell.get("gpu_peak_bytes") is not None:
+        return cell["gpu_peak_bytes"] - (cell.get("gpu_before_steps_bytes") or 0)
+    peak, before = cell.get("cpu_tensors_peak_bytes"), cell.get("cpu_tensors_before_bytes")
+    return None if peak is None or before is None else peak - before
+
+
+def _cap_lines(cells: dict[str, dict]) -> list[str]:
+    header = ["Script", "Crop", "memory cap GiB (RSS)", "largest batch that trains",
+              "first batch over the cap", "vs train.py"]  # fmt: skip
+    rows = []
+    plain = cells.get("cap/train.py", {})
+    base = plain.get("largest_batch") if plain.get("status") == "ok" else None
+    for key, cell in cells.items():
+        status = status_text(cell)
+        if status:
+            rows.append([_script_label(key), status, *[""] * 4])
+            continue
+        largest = cell["largest_batch"]
+        crop = cell.get("crop")
+        rows.append(
+            [
+                _script_label(key),
+                f"{crop[0]}x{crop[1]}" if crop else "config",
+                gib(cell["memory_cap_bytes"]),
+                "none (OOM at batch 1)" if largest is None else largest,
+                "—" if cell["oom_batch"] is None else f"OOM at batch {cell['oom_batch']}",
+                _difference(largest, base),
+            ]
+        )
+    return [
+        "## Largest batch under a memory cap",
+        "",
+        "Batches doubled until the step goes over a fixed cap on the child process's resident "
+        "set (`benchmarks/memory_cap.py`: a watchdog thread reads `VmRSS` every 5 ms, `VmHWM` "
+        "after each step); each batch runs in its own process. A child over the cap writes "
+        '"OOM at batch N" and stops; the run goes on.',
+        "",
+        *table(header, rows),
+        "",
+    ]
 
 
 def input_table(document: dict) -> list[str]:

@@ -243,7 +243,10 @@ def load_pipeline_config(
 
 def exported_config_path(model_path: str) -> str | None:
     """The ``pipeline.config`` export.py wrote beside an exported model, or None if absent."""
-    directory = os.path.dirname(os.path.abspath(model_path.rstrip("/")))
+    path = os.path.abspath(model_path.rstrip("/"))
+    directory = os.path.dirname(path)
+    if os.path.basename(path).isdigit():  # a TF Serving version: <export>/saved_model/<N>
+        directory = os.path.dirname(directory)
     candidate = os.path.join(directory, PIPELINE_CONFIG_NAME)
     return candidate if os.path.isfile(candidate) else None
 

@@ -28,17 +28,20 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
 from core.data import standard_fields  # noqa: E402
 from dataset_tools import tfrecord_utils  # noqa: E402
 from dataset_tools.tfrecord_utils import DataError  # noqa: E402
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIX = "_leftImg8bit.png"

@@ -15,8 +15,12 @@ both folders are searched recursively and the relative path without extension
 is the key. Unpaired files on either side are an error.
 
 Labels are single-channel PNGs whose values are class ids: 8-bit greyscale,
-or palette PNGs, whose palette *indices* are read (not their colours).
-Colour-coded RGB labels are refused. 255 is the ignore label.
+or palette PNGs, whose palette *indices* are read (not their colours). 255 is
+the ignore label. Colour-coded RGB(A) labels are converted to class ids with
+``--label_palette`` (``cityscapes`` or a label-map file with colours), or with
+the colours of ``--label_map``; see ``dataset_tools/label_colours.py``. Class
+names and colours, when given, are written beside the records as
+``<output>.label_map.txt`` for a config's ``dataset { label_map_path }``.
 
 ``--label_map`` remaps raw label values to class ids. It is a JSON object
 (``{"0": 0, "7": 1, "255": 255}``) or a text file of ``raw class`` lines
@@ -39,18 +43,22 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
+from core import file_utils  # noqa: E402
 from core.data.standard_fields import IGNORE_LABEL  # noqa: E402
 from core.datasets import label_map as label_map_files  # noqa: E402
-from dataset_tools import tfrecord_utils  # noqa: E402
+from dataset_tools import label_colours, tfrecord_utils  # noqa: E402
 from dataset_tools.tfrecord_utils import DataError  # noqa: E402
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 DEFAULT_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABEL_EXTENSION = ".png"
@@ -228,17 +236,20 @@ def _examples(
     table: np.ndarray,
     unmapped: str,
     num_classes: int | None,
+    palette: label_colours.ColourPalette | None = None,
 ) -> Iterator[tf.train.Example]:
     progress = tfrecord_utils.ProgressLogger(len(pairs))
+    identity = build_lookup_table(None)
     for image_path, label_path in pairs:
         image_bytes, height, width = tfrecord_utils.load_rgb_image(image_path)
-        raw = tfrecord_utils.read_label_indices(label_path)
+        raw, are_ids = label_colours.load_label(label_path, palette, unmapped)
         if raw.shape != (height, width):
             raise DataError(
                 f"size mismatch: image {image_path} is {width}x{height} (WxH) but label "
                 f"{label_path} is {raw.shape[1]}x{raw.shape[0]}"
             )
-        label = map_label(raw, table, label_path, unmapped, num_classes)
+        # Colours convert straight to class ids; the label map remaps raw values only.
+        label = map_label(raw, identity if are_ids else table, label_path, unmapped, num_classes)
         yield tfrecord_utils.make_example(
             image_bytes, tfrecord_utils.encode_png(label), image_path, height, width
         )
@@ -255,8 +266,14 @@ def convert_folders(
     num_classes: int | None = None,
     image_suffixes: Sequence[str] = DEFAULT_IMAGE_SUFFIXES,
     label_suffix: str = "",
+    label_palette: str | None = None,
 ) -> list[str]:
     """Converts paired image and label folders into record file(s).
+
+    When the classes are described (``label_palette``, or a label map with names or colours),
+    their names and colours are written beside the records as a label map
+    (``label_colours.metadata_path``) that a config reads with
+    ``dataset { label_map_path: "..." }``.
 
     Args:
       image_dir: image folder (searched recursively).
@@ -270,9 +287,11 @@ def convert_folders(
       num_classes: if given, check every class id is below it or 255.
       image_suffixes: image extensions to pick up.
       label_suffix: added to the image's name to get the label's (before ``.png``).
+      label_palette: colours of colour-coded (RGB) labels: a registered dataset's name or a
+        label-map file with colours; default: the colours of the label map, if it gives any.
 
     Returns:
-      The paths of the written record files.
+      The paths of the written record files (and the label map beside them, if written).
     """
     if unmapped not in UNMAPPED_POLICIES:
         raise ValueError(f"--unmapped_label must be one of {UNMAPPED_POLICIES}, got {unmapped!r}")
@@ -283,10 +302,25 @@ def convert_folders(
     pairs = find_folder_pairs(image_dir, label_dir, image_suffixes, label_suffix)
     label_map = load_label_map(label_map_path) if label_map_path else None
     table = build_lookup_table(label_map)
-    logging.info("Converting %d image/label pairs from %s and %s", len(pairs), image_dir, label_dir)
-    paths = tfrecord_utils.write_sharded(
-        _examples(pairs, table, unmapped, num_classes), output_path, num_shards
+    palette, metadata = label_colours.palette_and_metadata(
+        label_palette, label_map_path, num_classes
     )
+    logging.info("Converting %d image/label pairs from %s and %s", len(pairs), image_dir, label_dir)
+    from dataset_tools import tfrecord_utils  # noqa: PLC0415 - imports TensorFlow
+
+    paths = tfrecord_utils.write_sharded(
+        _examples(pairs, table, unmapped, num_classes, palette), output_path, num_shards
+    )
+    if metadata is not None:
+        described = file_utils.atomic_write_text(
+            label_colours.metadata_path(output_path), label_map_files.format_label_map(metadata)
+        )
+        paths.append(described)
+        logging.info(
+            'Classes of the records in %s; point a config at it: dataset { label_map_path: "%s" }',
+            described,
+            described,
+        )
     logging.info("Wrote %s", ", ".join(paths))
     return paths
 
@@ -301,7 +335,15 @@ def _define_flags() -> None:
         "unmapped_label",
         "error",
         list(UNMAPPED_POLICIES),
-        "Raw label values missing from --label_map: stop with an error, or map them to 255.",
+        "Raw label values missing from --label_map, or label colours missing from the palette: "
+        "stop with an error, or map them to 255.",
+    )
+    flags.DEFINE_string(
+        "label_palette",
+        None,
+        "Colour-coded (RGB) labels: the class colours, a dataset name (cityscapes) or a label-map "
+        "file with colours (default: the colours of --label_map). Names and colours are written "
+        "beside the records as <output>.label_map.txt.",
     )
     flags.DEFINE_integer("num_classes", None, "If set, every label value must be < it or 255.")
     flags.DEFINE_list("image_suffixes", list(DEFAULT_IMAGE_SUFFIXES), "Image file extensions.")
@@ -323,6 +365,7 @@ def main(argv: Sequence[str]) -> None:
         num_classes=flag_values.num_classes,
         image_suffixes=flag_values.image_suffixes,
         label_suffix=flag_values.label_suffix,
+        label_palette=flag_values.label_palette,
     )
 
 

@@ -11,21 +11,35 @@ import io
 import os
 import time
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 from PIL import Image
 
 from core.data.standard_fields import TfExampleFields
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# TensorFlow is imported by the functions that need it, not here: the dataset tools report a
+# flag or folder mistake before paying for its import (seconds).
+
+
+def _tf():
+    import tensorflow as tf  # noqa: PLC0415 - see the note above
+
+    return tf
+
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+    train = _tf().train
+    return train.Feature(bytes_list=train.BytesList(value=[value]))
 
 
 def _int64_feature(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+    train = _tf().train
+    return train.Feature(int64_list=train.Int64List(value=[int(value)]))
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -74,7 +88,8 @@ def make_example(
         TfExampleFields.label_encoded: _bytes_feature(label_encoded),
         TfExampleFields.label_format: _bytes_feature(b"png"),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+    train = _tf().train
+    return train.Example(features=train.Features(feature=feature))
 
 
 def make_example_from_arrays(
@@ -116,7 +131,7 @@ def write_sharded(
     directory = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(directory, exist_ok=True)
     temp_paths = [p + ".tmp" for p in paths]
-    writers = [tf.io.TFRecordWriter(p) for p in temp_paths]
+    writers = [_tf().io.TFRecordWriter(p) for p in temp_paths]
     try:
         for index, example in enumerate(examples):
             writers[index % num_shards].write(example.SerializeToString())
@@ -135,6 +150,7 @@ def write_sharded(
 
 def read_examples(path: str) -> Iterator[tf.train.Example]:
     """Yields the parsed examples of one record file (for tools and tests)."""
+    tf = _tf()
     for record in tf.data.TFRecordDataset(path):
         yield tf.train.Example.FromString(record.numpy())
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from models import outputs
+from models import outputs, recompute
 from models.backbones import RESNET50
 from models.hyperparams import ConvHyperparams
 from models.layers.cascade_feature_fusion import CascadeFeatureFusion
@@ -150,9 +150,14 @@ class ICNet(SegmentationModel):
         half = self.backbone.call_early(interp(images, 0.5), training=training)
         late = self.backbone.call_late(interp(half, 0.5), training=training)
         quarter = self._psp(late[self.backbone.final_endpoint], training)
-        full = images
-        for conv in self.full_branch:
-            full = conv(full, training=training)
+        full = recompute.run_chain(
+            [
+                (conv.scope, lambda x, conv=conv: conv(x, training=training))
+                for conv in self.full_branch
+            ],
+            images,
+            self.recompute_groups,
+        )
         fused, upsampled_1_16 = self._cff(0, quarter, half, training)
         fused, upsampled_1_8 = self._cff(1, fused, full, training)
         logits = self.predictions(interp(fused, 2.0))
@@ -192,6 +197,11 @@ class ICNet(SegmentationModel):
     def head_segments(self) -> tuple[str, ...]:
         """``FastPSPModule`` and the CFF units (none in pretrain mode)."""
         return ("FastPSPModule", *(unit.scope for unit in self.cff))
+
+    def head_chains(self) -> tuple[tuple[str, ...], ...]:
+        """The coarse segments, and the full-resolution branch ``Conv`` .. ``Conv_3``."""
+        branch = (tuple(conv.scope for conv in self.full_branch),) if self.full_branch else ()
+        return (("FastPSPModule",), *branch, *((unit.scope,) for unit in self.cff))
 
     def output_specs(self, training: bool = True) -> tuple[outputs.OutputSpec, ...]:
         """Main logits (weight ``main_branch_loss_weight``) and, in training, the aux ones."""

@@ -21,6 +21,15 @@ from collections.abc import Callable, Iterable, Sequence
 import keras
 import tensorflow as tf
 
+# A recomputed run of consecutive steps of one chain, named by the steps' scopes.
+Group = tuple[str, ...]
+# (scope, fn): one step of a chain; ``fn`` maps a tensor to a tensor.
+Step = tuple[str, Callable[[tf.Tensor], tf.Tensor]]
+
+# While a profile is recorded (see models.recompute_plan), (scope, internal bytes, output bytes)
+# of every step traced; None otherwise.
+_profile: list[tuple[str, int, int]] | None = None
+
 
 def run_segment(fn: Callable[..., object], *inputs: tf.Tensor, recompute: bool = True):
     """Runs ``fn(*inputs)``, optionally recomputing its activations during backprop.
@@ -51,12 +60,76 @@ def run_segment(fn: Callable[..., object], *inputs: tf.Tensor, recompute: bool =
     return result
 
 
+def _tensor_bytes(tensor: tf.Tensor) -> int:
+    if not tensor.dtype.is_floating or not tensor.shape.is_fully_defined():
+        return 0
+    return tensor.shape.num_elements() * tensor.dtype.size
+
+
+def call_step(scope: str, fn: Callable[..., object], *inputs: tf.Tensor, recompute: bool = False):
+    """``run_segment(fn, *inputs)``, recording the step's activation bytes while profiling.
+
+    While :mod:`models.recompute_plan` traces a profile, nothing is recomputed and the float
+    tensors created by the step's ops are summed: ``internal`` is every such tensor (what
+    backprop may keep), ``output`` the step's result (what a recomputed step still keeps).
+    """
+    if _profile is None or tf.executing_eagerly():
+        return run_segment(fn, *inputs, recompute=recompute)
+    graph = tf.compat.v1.get_default_graph()
+    first = len(graph.get_operations())
+    result = fn(*inputs)
+    skipped = ("Const", "ReadVariableOp", "VarHandleOp", "Placeholder", "Identity")
+    internal = sum(
+        _tensor_bytes(t)
+        for op in graph.get_operations()[first:]
+        if op.type not in skipped
+        for t in op.outputs
+    )
+    outputs = result if isinstance(result, tuple) else (result,)
+    _profile.append((scope, internal, sum(_tensor_bytes(t) for t in outputs)))
+    return result
+
+
+def run_chain(steps: Sequence[Step], x: tf.Tensor, groups: Iterable[Group]) -> tf.Tensor:
+    """Runs ``steps`` in order; each run of steps that forms a group is recomputed as one segment.
+
+    Args:
+      steps: the chain, e.g. the units of a ResNet block.
+      x: the chain's input, e.g. [batch, height, width, channels].
+      groups: recomputed runs; a group that is not a run of this chain is ignored.
+
+    Returns:
+      The last step's output.
+    """
+    by_start = {group[0]: group for group in groups}
+    scopes = [scope for scope, _ in steps]
+    index = 0
+    while index < len(steps):
+        group = by_start.get(scopes[index])
+        if group and len(group) > 1 and tuple(scopes[index : index + len(group)]) == group:
+            fns = [fn for _, fn in steps[index : index + len(group)]]
+
+            def composed(y, fns=fns):
+                for fn in fns:
+                    y = fn(y)
+                return y
+
+            x = run_segment(composed, x)
+            index += len(group)
+            continue
+        scope, fn = steps[index]
+        x = call_step(scope, fn, x, recompute=group == (scope,))
+        index += 1
+    return x
+
+
 def resolve_scopes(names: Iterable[str], segments: Sequence[str], model_name: str) -> tuple:
     """Maps segment names or the original's checkpoint-node names to segments.
 
-    A name selects the segment it equals or lies under (``.../block1/unit_3/bottleneck_v1/Relu``
-    selects ``.../block1``; ``CascadeFeatureFusion/Relu`` selects ``CascadeFeatureFusion``); the
-    longest matching segment wins.
+    A name selects the segment it equals, else the outermost segment it lies under: the
+    original's checkpoint nodes end a segment, so ``.../block1/unit_3/bottleneck_v1/Relu``
+    selects ``.../block1`` (not its unit ``.../block1/unit_3``) and ``CascadeFeatureFusion/Relu``
+    selects ``CascadeFeatureFusion``.
 
     Args:
       names: the requested names (empty strings are ignored).
@@ -75,11 +148,14 @@ def resolve_scopes(names: Iterable[str], segments: Sequence[str], model_name: st
         name = name.strip().strip("/")
         if not name:
             continue
-        matches = [s for s in segments if name == s or name.startswith(s + "/")]
+        if name in segments:
+            selected.add(name)
+            continue
+        matches = [s for s in segments if name.startswith(s + "/")]
         if not matches:
             unknown.append(name)
             continue
-        selected.add(max(matches, key=len))
+        selected.add(min(matches, key=len))
     if unknown:
         raise ValueError(
             f"--checkpoint_nodes: {', '.join(repr(n) for n in unknown)} is not a recomputable "

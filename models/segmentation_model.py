@@ -118,6 +118,7 @@ class SegmentationModel(keras.Model):
         self.upsample_logits = upsample_logits
         # Head segments run under tf.recompute_grad; see set_recompute_scopes.
         self.recompute_scopes: frozenset[str] = frozenset()
+        self.recompute_groups: frozenset[tuple[str, ...]] = frozenset()
 
     def build(self, input_shape) -> None:
         # Sub-layers build themselves on the first call; there is nothing to create up front.
@@ -240,8 +241,18 @@ class SegmentationModel(keras.Model):
         return ()
 
     def recompute_segments(self) -> tuple[str, ...]:
-        """Every segment :meth:`set_recompute_scopes` accepts, backbone first."""
+        """The coarse segments (the original's), backbone first: each backbone block, the
+        pyramid pooling module and the fusion units."""
         return self.backbone.recompute_segments() + self.head_segments()
+
+    def head_chains(self) -> tuple[tuple[str, ...], ...]:
+        """The head's chains of recomputable steps (see :meth:`recompute_chains`)."""
+        return tuple((scope,) for scope in self.head_segments())
+
+    def recompute_chains(self) -> tuple[tuple[str, ...], ...]:
+        """Chains of recomputable steps, in model order: a run of consecutive steps of one
+        chain can be recomputed as one segment (``models.recompute_plan`` picks the runs)."""
+        return self.backbone.recompute_chains() + self.head_chains()
 
     def default_recompute_scopes(self) -> tuple[str, ...]:
         """The original ``train_mem_saving.py`` defaults: each backbone block and the fusion units."""
@@ -251,8 +262,9 @@ class SegmentationModel(keras.Model):
         """Runs the named segments under ``tf.recompute_grad`` from the next trace on.
 
         Args:
-          names: segment scopes (see :meth:`recompute_segments`) or the original's checkpoint
-            node names inside them (``.../block1/unit_3/bottleneck_v1/Relu``,
+          names: segments (see :meth:`recompute_segments`), steps of a chain (see
+            :meth:`recompute_chains`, e.g. ``.../block1/unit_2`` or ``Conv_1``) or the original's
+            checkpoint node names inside a segment (``.../block1/unit_3/bottleneck_v1/Relu``,
             ``FastPSPModule/Conv/Relu6``, ``CascadeFeatureFusion/Relu``); empty turns it off.
 
         Returns:
@@ -261,11 +273,46 @@ class SegmentationModel(keras.Model):
         Raises:
           ValueError: a name is not in (or under) any segment.
         """
-        selected = recompute.resolve_scopes(names, self.recompute_segments(), self.name)
-        self.recompute_scopes = frozenset(selected)
-        self.backbone.recompute_scopes = frozenset(selected)
+        chains = self.recompute_chains()
+        steps = tuple(step for chain in chains for step in chain)
+        known = tuple(dict.fromkeys(self.recompute_segments() + steps))
+        selected = recompute.resolve_scopes(names, known, self.name)
+        # A coarse segment (a block) is the run of its steps (units) under it.
+        groups = []
+        for name in selected:
+            run = tuple(step for step in steps if step.startswith(name + "/"))
+            groups.append(run if run and name not in steps else (name,))
+        self._set_groups(groups, selected)
         return selected
 
+    def set_recompute_groups(self, groups: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+        """Recomputes each group, a run of consecutive steps of one chain, as one segment.
+
+        Raises:
+          ValueError: a group is not a run of consecutive steps of one chain.
+        """
+        chains = self.recompute_chains()
+        checked = []
+        for group in groups:
+            group = tuple(group)
+            if not any(
+                chain[i : i + len(group)] == group for chain in chains for i in range(len(chain))
+            ):
+                raise ValueError(
+                    f"{group!r} is not a run of consecutive steps of one chain of {self.name}; "
+                    f"the chains are {chains!r}."
+                )
+            checked.append(group)
+        labels = [g[0] if len(g) == 1 else f"{g[0]}..{g[-1].rsplit('/', 1)[-1]}" for g in checked]
+        self._set_groups(checked, labels)
+        return tuple(checked)
+
+    def _set_groups(self, groups: Sequence[tuple[str, ...]], labels: Sequence[str]) -> None:
+        self.recompute_scopes = frozenset(labels)
+        self.recompute_groups = frozenset(groups)
+        self.backbone.recompute_scopes = frozenset(labels)
+        self.backbone.recompute_groups = frozenset(groups)
+
     def run_segment(self, scope: str, fn, *inputs: tf.Tensor):
-        """``fn(*inputs)``, recomputed in backprop when ``scope`` was selected."""
-        return recompute.run_segment(fn, *inputs, recompute=scope in self.recompute_scopes)
+        """``fn(*inputs)``, recomputed in backprop when the one-step group ``(scope,)`` was selected."""
+        return recompute.call_step(scope, fn, *inputs, recompute=(scope,) in self.recompute_groups)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
+from runners import quiet_logs
+
 FLAGS = flags.FLAGS
 
 # (module, class) of every exception whose message already names the fault and the fix.
@@ -49,7 +51,8 @@ def define_verbose_flag(flag_values: flags.FlagValues = FLAGS) -> None:
         flags.DEFINE_bool(
             "verbose",
             False,
-            "Print the Python traceback before an error message.",
+            "Print the Python traceback before an error message, and TensorFlow's start-up and "
+            "converter messages.",
             flag_values=flag_values,
         )
 
@@ -156,22 +159,25 @@ def _parse_flags(argv: list[str], name: str | None) -> list[str]:
         sys.exit(1)
 
 
-def check_config_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+def check_config_flags(flag_values: flags.FlagValues = FLAGS):
     """Parses ``--config_path`` with its ``--config_override``s, if the script has them.
 
     Before the script's runner is imported: a missing file, a syntax error or an unknown field is
     reported in a fraction of a second instead of after the TensorFlow import. Values are
     validated later, by the runner (the rules need the model registries).
 
+    Returns:
+      The parsed ``PipelineConfig``, or None for a script without ``--config_path``.
+
     Raises:
       ConfigError: the file or an override does not parse (named, with the line).
     """
     if "config_path" not in flag_values or not flag_values.config_path:
-        return
+        return None
     from builders import config_util  # noqa: PLC0415 - only scripts with a config need it
 
     overrides = flag_values.config_override if "config_override" in flag_values else None
-    config_util.load_pipeline_config(flag_values.config_path, overrides, validate=False)
+    return config_util.load_pipeline_config(flag_values.config_path, overrides, validate=False)
 
 
 def run_main(
@@ -179,25 +185,37 @@ def run_main(
     *,
     name: str | None = None,
     extra_errors: Sequence[type[BaseException]] = (),
+    check_records: Sequence[str] = (),
 ) -> None:
     """``absl.app.run(main)`` that ends every user mistake with one ``error:`` line and status 1.
 
     Positional arguments are refused (no script takes any), and ``--config_path`` is parsed
-    before ``main`` runs (:func:`check_config_flags`).
+    before ``main`` runs (:func:`check_config_flags`). Unless ``--verbose`` is given,
+    TensorFlow's start-up chatter is kept off the console (:mod:`runners.quiet_logs`).
 
     Args:
       main: the script's ``main(argv)``.
       name: printed before ``error:`` (e.g. ``"train.py"``) where a script always did so.
       extra_errors: more exception types the script treats as user mistakes (e.g. ValueError
         where every ValueError it can raise names the bad value).
+      check_records: input readers of the config (``"train_input_reader"``,
+        ``"eval_input_reader"``) whose records are checked before ``main`` runs
+        (:mod:`runners.input_checks`: a bad file is one line before TensorFlow is imported).
     """
     define_verbose_flag()
+    quiet_logs.install(quiet_logs.verbose_requested(sys.argv))
 
     def wrapped(argv: list[str]) -> None:
+        quiet_logs.single_tensorflow_handler()  # absl's handler is set up by now
         try:
             if len(argv) > 1:
                 raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-            check_config_flags()
+            config = check_config_flags()
+            if config is not None and check_records:
+                from runners import input_checks  # noqa: PLC0415 - scripts with records only
+
+                for reader in check_records:
+                    input_checks.check_reader_records(config, reader)
             main(argv)
         except Exception as error:  # noqa: BLE001 - re-raised unless it is a user mistake
             message = error_message(error, extra_errors)

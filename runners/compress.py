@@ -19,7 +19,7 @@ from builders import compressor_builder, config_util, model_builder
 from core.checkpoints import checkpoint_utils
 from core.pruning import compression
 from core.pruning.compression import CompressionOutput
-from runners import recalibrate
+from runners import compress_latency, recalibrate
 from runners.common import build_model
 
 
@@ -67,7 +67,7 @@ def compress(
     config_path: str,
     input_checkpoint: str,
     output_dir: str,
-    compression_factor: float = 0.5,
+    compression_factor: float | None = None,
     prune_config_path: str | None = None,
     skippable_nodes: Sequence[str] = (),
     soft_apply: bool = False,
@@ -76,6 +76,7 @@ def compress(
     latency_input_size: Sequence[int] | None = None,
     latency_runs: int = 3,
     recalibrate_bn_batches: int | None = None,
+    search: compress_latency.SearchOptions | None = None,
 ) -> CompressionOutput:
     """Prunes ``input_checkpoint`` (a model of ``config_path``) and writes the results.
 
@@ -83,7 +84,8 @@ def compress(
       config_path: pipeline config the checkpoint was trained with.
       input_checkpoint: checkpoint prefix or training directory.
       output_dir: folder for the files listed in :mod:`core.pruning.compression`.
-      compression_factor: fraction of filters kept, in (0, 1].
+      compression_factor: fraction of filters kept, in (0, 1]; None: 0.5 (or, with a latency
+        target in ``search``, the search picks the widths).
       prune_config_path: optional ``.prune_config``: skip_node entries, and node specs whose
         ``source`` ties two convs' masks (see ``builders/compressor_builder.py``).
       skippable_nodes: extra node names / conv scopes never pruned.
@@ -98,10 +100,23 @@ def compress(
         ``runners.recalibrate.DEFAULT_NUM_BATCHES`` when the config's train_input_reader
         names existing records, else skipped with a log line; 0: off. The summary's
         ``bn_recalibration`` says whether it ran and over how many images.
+      search: with ``target_latency_ms`` or ``target_speedup`` set, prune to that latency at
+        ``latency_input_size`` instead of by one factor (``runners/compress_latency.py``); the
+        summary's ``latency_search`` and the files it lists hold the result.
 
     Raises:
       ConfigError, CheckpointError, ValueError: with the file, flag or layer named.
     """
+    search = search or compress_latency.SearchOptions()
+    targeted = compress_latency.check_targets(
+        search.target_latency_ms,
+        search.target_speedup,
+        compression_factor,
+        soft_apply,
+        latency_input_size,
+    )
+    if compression_factor is None:
+        compression_factor = 1.0 if targeted else 0.5
     pipeline = config_util.load_pipeline_config(config_path)
     flag = "--recalibrate_bn_batches"
     num_batches, why_not = recalibrate.resolve_num_batches(pipeline, recalibrate_bn_batches, flag)
@@ -122,7 +137,11 @@ def compress(
         soft_apply=soft_apply,
         source=prune_config_path or "prune config",
     )
-    result = pruner.prune(model)
+    if targeted:
+        searched = compress_latency.search_prune(model, pipeline, pruner, latency_size, search)
+        result = searched.prune
+    else:
+        result = pruner.prune(model)
     if soft_apply:
         new_pipeline = pipeline
     else:
@@ -134,7 +153,7 @@ def compress(
     config_path_out = config_util.write_pipeline_config(new_pipeline, output_dir)
     _, model_config = model_builder.model_config(new_pipeline)
     summary = {
-        "compression_factor": compression_factor,
+        "compression_factor": None if targeted else compression_factor,
         "soft_apply": soft_apply,
         "groups_pruned": len(result.masks),
         "groups_total": len(result.graph.groups),
@@ -145,7 +164,9 @@ def compress(
     summary["layer_widths"] = {entry.scope: entry.filters for entry in model_config.layer_widths}
     summary.update(sizes)
     summary["bn_recalibration"] = recalibration
-    if latency_size:
+    if targeted:
+        summary.update(compress_latency.report(searched, pruned, latency_size, output_dir))
+    elif latency_size:
         summary.update(compression.latency_report(model, pruned, latency_size, latency_runs))
     elif latency_input_size:
         logging.info("--soft_apply keeps every shape: latency before and after is the same.")

@@ -9,18 +9,24 @@ A checkpoint trained with quantization-aware training (``train_config.quantize_w
 its activation ranges are in the checkpoint) gets its int8 TFLite from those ranges, without
 calibration; the eval records, when configured, only feed the agreement report. Float
 checkpoints keep post-training quantization.
+
+The dataset metadata of the config (:mod:`builders.dataset_metadata_builder`) goes into the
+export's ``labels.txt`` and ``metadata.json`` with this project's version.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import re
 from collections.abc import Iterable, Sequence
 
-from builders import config_util, dataset_builder
+from builders import config_util, dataset_builder, dataset_metadata_builder
 from core.checkpoints import checkpoint_utils
-from core.deploy import tflite_export
-from core.deploy.deploy_graph import ExportError, parse_input_shape, parse_pad_to_shape
+from core.deploy import export_metadata, tflite_export
+from core.deploy.deploy_graph import ExportError, parse_export_shapes
 from core.deploy.exporter import (
-    FORMATS,
+    DEFAULT_FORMATS,
     ExportResult,
     calibration_images_from_records,
     export_model,
@@ -36,9 +42,12 @@ def export_inference_graph(
     input_shape: str | Sequence,
     pad_to_shape: str | Sequence | None = None,
     output_colours: bool = False,
-    formats: Iterable[str] = FORMATS,
+    formats: Iterable[str] = DEFAULT_FORMATS,
     num_calibration_images: int = 100,
     config_override: str | Iterable[str] | None = None,
+    dynamic_input_size: bool = False,
+    output_scores: bool = False,
+    serving_version: int | None = None,
 ) -> ExportResult:
     """``export.py``: builds the config's model, restores a checkpoint and exports it.
 
@@ -46,12 +55,18 @@ def export_inference_graph(
       config_path: the pipeline ``.config``.
       trained_checkpoint: a checkpoint prefix or a training directory (latest checkpoint).
       output_dir: where the files go (see :mod:`core.deploy.exporter`).
-      input_shape: ``H,W,3`` or ``N,H,W,3`` (N may be -1; H and W must be known).
+      input_shape: ``H,W,3`` or ``N,H,W,3`` (N may be -1): the network's fixed input, which
+        TFLite takes. ``-1,-1,3`` makes every graph that can take any size do so, with the
+        network at ``pad_to_shape`` (then required).
       pad_to_shape: optional ``H,W`` the input is zero-padded to, e.g. 1025,2049.
       output_colours: output palette colours instead of class ids.
       formats: a subset of :data:`core.deploy.exporter.FORMATS`.
       num_calibration_images: eval images used to calibrate the int8 model.
       config_override: text-format config snippets applied on top of the file.
+      dynamic_input_size: the frozen graph takes images of any size too (the SavedModel always
+        does); TFLite stays at the fixed size.
+      output_scores: every format also outputs ``scores`` (softmax float32 [N, H, W, C]).
+      serving_version: write the SavedModel as ``saved_model/<N>/`` for TF Serving.
 
     Returns:
       The :class:`core.deploy.exporter.ExportResult` of the export.
@@ -61,8 +76,8 @@ def export_inference_graph(
       tflite_export.TFLiteConversionError: each names the flag, file or op at fault.
     """
     config = config_util.load_pipeline_config(config_path, config_override)
-    shape = parse_input_shape(input_shape)
-    padding = parse_pad_to_shape(pad_to_shape, shape)
+    shape, padding, dynamic = parse_export_shapes(input_shape, pad_to_shape, dynamic_input_size)
+    dataset = dataset_metadata_builder.build(config)
     formats = tuple(formats)
     # Resolved before anything is built, so a wrong path fails in a second.
     prefix = checkpoint_utils.resolve_checkpoint(trained_checkpoint)
@@ -114,4 +129,26 @@ def export_inference_graph(
         write_config=lambda directory: config_util.write_pipeline_config(config, directory),
         summary_extra={"config_path": config_path, "checkpoint": prefix},
         quantization_state=state,
+        dynamic_input_size=dynamic,
+        output_scores=output_scores,
+        serving_version=serving_version,
+        dataset=dataset,
+        project_version=project_version(),
     )
+
+
+def project_version() -> str | None:
+    """This project's version: the installed package's, else the clone's ``pyproject.toml``."""
+    try:
+        return importlib.metadata.version(export_metadata.PROJECT_NAME)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyproject.toml"
+    )
+    try:
+        with open(path, encoding="utf-8") as stream:
+            match = re.search(r'^version\s*=\s*"([^"]+)"', stream.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return match.group(1) if match else None

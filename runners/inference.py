@@ -38,6 +38,7 @@ def load_segmenter(
     pad_to_shape: str | Sequence | None = None,
     num_threads: int | None = None,
     jit_compile: bool = False,
+    runtime: str | None = None,
 ) -> Segmenter:
     """A segmenter for an exported model (``model_path``) or a checkpoint and its config.
 
@@ -53,6 +54,7 @@ def load_segmenter(
       pad_to_shape: ``H,W`` padding for a checkpoint; exported models have theirs built in.
       num_threads: TFLite interpreter threads (None: its default).
       jit_compile: compile a checkpoint's deploy graph with XLA (ignored for exported models).
+      runtime: for a ``.onnx`` model, ``onnxruntime`` (default) or ``openvino``.
 
     Returns:
       A :class:`core.deploy.segmenters.Segmenter`.
@@ -66,8 +68,16 @@ def load_segmenter(
             "(with --config_path)."
         )
     if model_path is not None:
+        if runtime and os.path.isfile(os.path.join(model_path, "model.onnx")):
+            model_path = os.path.join(model_path, "model.onnx")  # --runtime runs the ONNX model
         model_path = resolve_model_path(model_path)
-        return _load_exported(model_path, config_path, input_shape, pad_to_shape, num_threads)
+        return _load_exported(
+            model_path, config_path, input_shape, pad_to_shape, num_threads, runtime
+        )
+    if runtime:
+        raise ExportError(
+            f"--runtime {runtime} runs an exported .onnx --model_path, not a checkpoint."
+        )
     if config_path is None:
         raise ExportError("--trained_checkpoint needs --config_path to build the model.")
     config = config_util.load_pipeline_config(config_path)
@@ -83,7 +93,12 @@ def load_segmenter(
 
 # What export.py writes into its --output_dir, in the order a folder given as --model_path is
 # searched (core/deploy/exporter.py names them).
-_EXPORTED_MODELS = ("saved_model", "frozen_inference_graph.pb", "model_float32.tflite")
+_EXPORTED_MODELS = (
+    "saved_model",
+    "frozen_inference_graph.pb",
+    "model_float32.tflite",
+    "model.onnx",
+)
 
 
 def resolve_model_path(model_path: str) -> str:
@@ -92,20 +107,30 @@ def resolve_model_path(model_path: str) -> str:
     Raises:
       ExportError: a folder that is neither a SavedModel nor an export folder holding one.
     """
-    if not os.path.isdir(model_path) or any(
-        os.path.isfile(os.path.join(model_path, name))
-        for name in ("saved_model.pb", "saved_model.pbtxt")
-    ):
+    if not os.path.isdir(model_path) or _is_saved_model(model_path):
         return model_path
     for name in _EXPORTED_MODELS:
         candidate = os.path.join(model_path, name)
         if os.path.exists(candidate):
             logging.info("--model_path is an export folder; using %s", candidate)
-            return candidate
+            return resolve_model_path(candidate) if name == "saved_model" else candidate
+    # TF Serving's layout (export.py --serving_version): <model>/<version>/saved_model.pb.
+    versions = [n for n in os.listdir(model_path) if n.isdigit()]
+    versions = [n for n in versions if _is_saved_model(os.path.join(model_path, n))]
+    if versions:
+        latest = os.path.join(model_path, max(versions, key=int))
+        logging.info("--model_path holds TF Serving versions; using the latest, %s", latest)
+        return latest
     raise ExportError(
         f"--model_path {model_path!r} is a folder without a model: pass the saved_model/ folder, "
         f"frozen_inference_graph.pb or a .tflite file that export.py wrote, or export.py's "
         f"--output_dir holding them ({', '.join(_EXPORTED_MODELS)} not found there)."
+    )
+
+
+def _is_saved_model(path: str) -> bool:
+    return any(
+        os.path.isfile(os.path.join(path, name)) for name in ("saved_model.pb", "saved_model.pbtxt")
     )
 
 
@@ -115,6 +140,7 @@ def _load_exported(
     input_shape: str | Sequence | None,
     pad_to_shape: str | Sequence | None,
     num_threads: int | None,
+    runtime: str | None = None,
 ) -> Segmenter:
     if pad_to_shape:
         raise ExportError(
@@ -125,4 +151,4 @@ def _load_exported(
     num_classes = None
     if config_path:
         num_classes = _config_num_classes(config_util.load_pipeline_config(config_path))
-    return open_exported(model_path, num_classes, input_shape, num_threads)
+    return open_exported(model_path, num_classes, input_shape, num_threads, runtime)

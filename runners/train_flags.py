@@ -9,25 +9,36 @@ describes a multi-worker cluster (``MultiWorkerMirroredStrategy``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from absl import app, flags, logging
 
-from builders import config_util
-from core.checkpoints import checkpoint_utils
-from core.training import distribution
-from runners import cli, input_checks, trainer
+from runners import cli
+
+if TYPE_CHECKING:
+    from runners import trainer
+
+# The trainer (and TensorFlow) is imported only once the flags have parsed: a flag mistake is
+# reported in a fraction of a second (tests/test_bad_inputs.py checks it).
 
 IGNORED_TF1_FLAGS = ("num_replicas", "startup_delay_steps", "num_ps_tasks", "master", "task")
 
-# Errors a user can cause; the scripts print their message instead of a traceback.
-USER_ERRORS = (
-    config_util.ConfigError,
-    trainer.TrainError,
-    trainer.NonFiniteLossError,
-    distribution.DistributionError,
-    checkpoint_utils.CheckpointError,
-    FileNotFoundError,
-)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can cause; the scripts print their message instead of a traceback."""
+    from builders import config_util  # noqa: PLC0415 - see the note above
+    from core.checkpoints import checkpoint_utils  # noqa: PLC0415
+    from core.training import distribution  # noqa: PLC0415
+    from runners import trainer  # noqa: PLC0415
+
+    return (
+        config_util.ConfigError,
+        trainer.TrainError,
+        trainer.NonFiniteLossError,
+        distribution.DistributionError,
+        checkpoint_utils.CheckpointError,
+        FileNotFoundError,
+    )
 
 
 def define_flags(mem_saving: bool = False, flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -155,10 +166,14 @@ def define_flags(mem_saving: bool = False, flag_values: flags.FlagValues = flags
         flags.DEFINE_list(
             "checkpoint_nodes",
             [],
-            "Comma-separated segments recomputed in backprop (gradient checkpointing), e.g. "
-            "SharedFeatureExtractor/resnet_v1_50/block1,FastPSPModule; the original's node names "
-            "(.../block1/unit_3/bottleneck_v1/Relu, CascadeFeatureFusion/Relu) select the segment "
-            "they end. Default: each backbone block and the fusion units.",
+            "What is recomputed in backprop (gradient checkpointing). A plan: 'sqrt' (the "
+            "default when empty: every step, in Chen et al.'s sqrt(n) runs: the least memory, "
+            "about 0.5x train.py's live tensors in benchmarks/RESULTS.md), 'measured' (the steps "
+            "holding the most activation bytes, profiled) or 'original' (each backbone block and "
+            "the fusion units). Or comma-separated names: segments (.../block1, FastPSPModule), "
+            "steps (.../block1/unit_2, Conv_1) or the original's node names "
+            "(.../block1/unit_3/bottleneck_v1/Relu, CascadeFeatureFusion/Relu), which select the "
+            "segment they end.",
             flag_values=fv,
         )
     ignored = "Ignored (TF1 only): set TF_CONFIG for multi-worker training."
@@ -174,6 +189,8 @@ def options_from_flags(
     flag_values: flags.FlagValues = flags.FLAGS, mem_saving: bool = False
 ) -> trainer.TrainOptions:
     """The :class:`runners.trainer.TrainOptions` the parsed flags describe."""
+    from runners import trainer  # noqa: PLC0415 - imports TensorFlow
+
     fv = flag_values
     return trainer.TrainOptions(
         num_clones=fv.num_clones,
@@ -200,6 +217,9 @@ def options_from_flags(
 
 def run(flag_values: flags.FlagValues = flags.FLAGS, mem_saving: bool = False):
     """Loads the config named by the flags and trains; returns the ``TrainResult``."""
+    from builders import config_util  # noqa: PLC0415 - imports after the flags parsed
+    from runners import input_checks, trainer  # noqa: PLC0415
+
     for name in IGNORED_TF1_FLAGS:
         if flag_values[name].present:
             logging.warning(
@@ -222,5 +242,5 @@ def main(
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         run(flag_values, mem_saving)
-    except USER_ERRORS as error:
+    except user_errors() as error:
         cli.fail(error, name=argv[0])  # one line (a traceback too with --verbose)

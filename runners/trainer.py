@@ -43,6 +43,7 @@ from core.training.precision import dtype_policy, precision_policy
 from core.training.train_progress import peak_memory
 from core.training.train_step import TrainStep
 from core.training.variables import auxiliary_keys, trainable_variables
+from models import recompute_plan
 from runners import eval_loop
 from runners.common import build_model
 from runners.train_hooks import CHECKPOINT_NAME, build_hooks, resolve_hooks
@@ -80,9 +81,14 @@ def _build_model(config, options: TrainOptions, replicas: int, policy: str | Non
                 "Train without --mixed_precision."
             ) from error
     if options.gradient_checkpointing:
-        requested = options.checkpoint_nodes or model.default_recompute_scopes()
+        requested = options.checkpoint_nodes or ("sqrt",)
         try:
-            segments = model.set_recompute_scopes(requested)
+            if len(requested) == 1 and requested[0] in recompute_plan.PLANS:
+                # A plan chosen from the model's measured activation bytes (models.recompute_plan).
+                model.set_recompute_groups(recompute_plan.plan_groups(model, requested[0]))
+                segments = tuple(sorted(model.recompute_scopes))
+            else:
+                segments = model.set_recompute_scopes(requested)
         except ValueError as error:
             raise TrainError(str(error)) from None
         logging.info("Gradient checkpointing (tf.recompute_grad) of: %s", ", ".join(segments))

@@ -11,7 +11,8 @@ labels 40 for 19 classes), ``{garbage_config}`` (binary bytes), ``{placeholder_c
 ``{rgblabel_*}`` (an RGB label) and ``{bigvalue_*}`` (label value 9, classes 3).
 
 ``imports_tf`` marks the cases that get as far as importing TensorFlow (seconds each); the rest
-must fail at flag or config parsing, before it.
+must fail at flag, config or record checking, before it (the test checks that TensorFlow was
+not imported).
 """
 
 from __future__ import annotations
@@ -93,13 +94,34 @@ CASES = [
     _case("recalibrate-config-missing", "recalibrate_bn.py", ["--config_path={root}/nope.config", *_RECAL], "nope.config"),
     _case("demo-config-missing", "demo.py", ["--config_path={root}/nope.config", *_DEMO], "config file not found"),
     _case("inference-config-missing", "inference.py", ["--input_path={root}", "--config_path={root}/nope.config", "--trained_checkpoint=x", *_INFER], "config file not found"),
+    # -------- train.py flags, and records of every script that reads them: before TensorFlow
+    _case("train-unknown-flag", "train.py", ["--config_path={config}", *_TRAIN, "--num_clonez=2"], "num_clonez"),
+    _case("train-int-flag", "train.py", ["--config_path={config}", *_TRAIN, "--num_clones=two"], "num_clones"),
+    _case("train-positional", "train.py", ["--config_path={config}", *_TRAIN, "go"], "unexpected arguments: go"),
+    _case("train-mem-saving-missing-logdir", "train_mem_saving.py", ["--config_path={config}"], "logdir"),
+    _case("train-config-missing", "train.py", ["--config_path={root}/nope.config", *_TRAIN], "config file not found"),
+    _case("eval-truncated-record", "eval.py", ["--config_path={truncated_config}", *_EVAL], "truncated.record"),
+    _case("eval-not-a-record", "eval.py", ["--config_path={notrecord_config}", *_EVAL], "text.record"),
+    _case("eval-label-out-of-range", "eval.py", ["--config_path={badlabels_config}", *_EVAL], "label value 40"),
+    _case("eval-records-missing", "eval.py", ["--config_path={config}", *_EVAL, '--config_override=eval_input_reader {{ tf_record_input_reader {{ input_path: "/no/val-*.record" }} }}'], "matches no files"),
+    _case("sensitivity-not-a-record", "sensitivity.py", ["--config_path={notrecord_config}", *_SENS], "text.record"),
+    _case("sensitivity-label-out-of-range", "sensitivity.py", ["--config_path={badlabels_config}", *_SENS], "label value 40"),
+    _case("recalibrate-truncated-record", "recalibrate_bn.py", ["--config_path={truncated_config}", *_RECAL], "truncated.record"),
+    _case("recalibrate-label-out-of-range", "recalibrate_bn.py", ["--config_path={badlabels_config}", *_RECAL], "label value 40"),
+    # -------- dataset tools' flags and folders: before TensorFlow
+    _case("folders-missing-flag", _FOLDERS, ["--image_dir={root}", "--output_path={out}/x.record"], "label_dir"),
+    _case("folders-missing-dir", _FOLDERS, ["--image_dir={root}/nope", "--label_dir={root}", "--output_path={out}/x.record"], "nope"),
+    _case("folders-unknown-palette", _FOLDERS, ["--image_dir={rgblabel_images}", "--label_dir={rgblabel_labels}", "--output_path={out}/x.record", "--label_palette=citiscapes"], "citiscapes"),
+    _case("folders-classes-int", _FOLDERS, ["--image_dir={root}", "--label_dir={root}", "--output_path={out}/x.record", "--num_classes=few"], "num_classes"),
+    _case("cityscapes-unknown-flag", "dataset_tools/create_cityscapes_tfrecord.py", ["--output_dir={out}", "--split=val"], "split"),
+    _case("synthetic-int-flag", "dataset_tools/create_synthetic_dataset.py", ["--output_dir={out}", "--num_train=many"], "num_train"),
     # -------- values, records, checkpoints, models (TensorFlow imported)
-    _case("train-missing-logdir", "train.py", ["--config_path={config}"], "logdir", True),
+    _case("train-missing-logdir", "train.py", ["--config_path={config}"], "logdir"),
     _case("train-bad-num-classes", "train.py", ["--config_path={config}", *_TRAIN, "--config_override=model {{ icnet {{ num_classes: 0 }} }}"], "num_classes", True),
-    _case("train-records-missing", "train.py", ["--config_path={config}", *_TRAIN, '--config_override=train_input_reader {{ tf_record_input_reader {{ input_path: "/no/such-*.record" }} }}'], "matches no files", True),
-    _case("train-truncated-record", "train.py", ["--config_path={truncated_config}", *_TRAIN], "truncated.record", True),
-    _case("train-not-a-record", "train.py", ["--config_path={notrecord_config}", *_TRAIN], "text.record", True),
-    _case("train-label-out-of-range", "train.py", ["--config_path={badlabels_config}", *_TRAIN], "label value 40", True),
+    _case("train-records-missing", "train.py", ["--config_path={config}", *_TRAIN, '--config_override=train_input_reader {{ tf_record_input_reader {{ input_path: "/no/such-*.record" }} }}'], "matches no files"),
+    _case("train-truncated-record", "train.py", ["--config_path={truncated_config}", *_TRAIN], "truncated.record"),
+    _case("train-not-a-record", "train.py", ["--config_path={notrecord_config}", *_TRAIN], "text.record"),
+    _case("train-label-out-of-range", "train.py", ["--config_path={badlabels_config}", *_TRAIN], "label value 40"),
     _case("eval-no-checkpoint", "eval.py", ["--config_path={config}", *_EVAL, "--evaluate_all_from_checkpoint=model.ckpt-5"], "does not exist", True),
     _case("export-no-checkpoint", "export.py", ["--config_path={config}", *_EXPORT], "ckpt", True),
     _case("export-shape-letters", "export.py", ["--config_path={config}", "--trained_checkpoint=x", *_INFER, "--input_shape=a,b,3"], "--input_shape", True),

@@ -105,14 +105,31 @@ def _inputs(root, synthetic_records) -> dict[str, str]:
     return paths
 
 
+# Runs a script as ``python script args`` would, then writes into $TF_IMPORT_MARKER whether
+# TensorFlow was imported (atexit runs after the script's SystemExit too). Not a timing: a busy
+# machine cannot make it flaky.
+_WRAPPER = """
+import atexit, os, runpy, sys
+marker = os.environ["TF_IMPORT_MARKER"]
+atexit.register(lambda: open(marker, "w").write(str("tensorflow" in sys.modules)))
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def _run(case: Case, paths: dict[str, str], root) -> dict:
     out = root / "outputs" / case.id
     out.parent.mkdir(exist_ok=True)
+    (root / "markers").mkdir(exist_ok=True)
+    marker = root / "markers" / case.id
     args = [arg.format(out=out, **paths) for arg in case.args]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env = dict(
+        os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", TF_IMPORT_MARKER=str(marker)
+    )
     started = time.perf_counter()
     process = subprocess.run(
-        [sys.executable, os.path.join(REPO, case.script), *args],
+        [sys.executable, "-c", _WRAPPER, os.path.join(REPO, case.script), *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -127,6 +144,7 @@ def _run(case: Case, paths: dict[str, str], root) -> dict:
         "process": process,
         "leftovers": leftovers,
         "seconds": time.perf_counter() - started,
+        "imported_tf": marker.read_text() if marker.exists() else "no marker",
     }
 
 
@@ -157,6 +175,8 @@ def test_one_clear_line(case: Case, results):
     assert len(error_lines) == 1, output
     assert case.expect in error_lines[0], output
     assert not result["leftovers"], result["leftovers"]
+    if not case.imports_tf:  # a flag, config or record mistake is found before the import
+        assert result["imported_tf"] == "False", (result["imported_tf"], output)
 
 
 def test_verbose_adds_the_traceback(tmp_path):

@@ -104,23 +104,26 @@ def _eval_parameters(model) -> int:
     )
 
 
-def test_latency_report_times_the_original_then_the_pruned_model(
+def test_latency_report_times_the_original_and_the_pruned_model_interleaved(
     tiny_config_path, tmp_path, monkeypatch
 ):
     prefix = str(tmp_path / "model.ckpt-1")
     _checkpoint(tiny_config_path, prefix)
     timed = []
-    real_measure = latency.measure
+    real_measure = latency.measure_interleaved
 
-    def spy(fn, *, warmup, runs):
-        # The variables a forward pass reads tell which model the callable runs.
-        with tf.GradientTape() as tape:
-            stats = real_measure(fn, warmup=warmup, runs=runs)
-        read = sum(int(np.prod(v.shape)) for v in tape.watched_variables())
-        timed.append((read, runs, stats))
+    def spy(fns, *, warmup, runs):
+        # The variables a forward pass reads tell which model each callable runs.
+        for name, fn in fns.items():
+            with tf.GradientTape() as tape:
+                fn()
+            timed.append((name, sum(int(np.prod(v.shape)) for v in tape.watched_variables())))
+        stats = real_measure(fns, warmup=warmup, runs=runs)
+        timed.append(stats)
         return stats
 
-    monkeypatch.setattr(latency, "measure", spy)
+    monkeypatch.setattr(latency, "measure_interleaved", spy)
+    monkeypatch.setattr(latency, "measure", lambda *a, **k: pytest.fail("timed alone"))
     output = compression.compress(
         config_path=tiny_config_path,
         input_checkpoint=prefix,
@@ -134,11 +137,13 @@ def test_latency_report_times_the_original_then_the_pruned_model(
     original.build_variables()
     pruned = model_builder.build(config_util.load_pipeline_config(output.pipeline_config).model)
     pruned.build_variables()
-    assert [(read, runs) for read, runs, _ in timed] == [
-        (_eval_parameters(original), 2),
-        (_eval_parameters(pruned), 2),
+    assert timed[:2] == [
+        ("before", _eval_parameters(original)),
+        ("after", _eval_parameters(pruned)),
     ]
-    before, after = timed[0][2], timed[1][2]
+    stats = timed[2]
+    before, after = stats["before"], stats["after"]
+    assert before.runs == after.runs == 2
     summary = json.loads((tmp_path / "out" / "compression_summary.json").read_text())
     assert summary["latency_before_ms"] == before.median_ms > 0
     assert summary["latency_after_ms"] == after.median_ms > 0
@@ -151,6 +156,9 @@ def test_latency_is_skipped_with_soft_apply(tiny_config_path, tmp_path, monkeypa
     prefix = str(tmp_path / "model.ckpt-1")
     _checkpoint(tiny_config_path, prefix)
     monkeypatch.setattr(latency, "measure", lambda *a, **k: pytest.fail("timed a model"))
+    monkeypatch.setattr(
+        latency, "measure_interleaved", lambda *a, **k: pytest.fail("timed a model")
+    )
     output = compression.compress(
         config_path=tiny_config_path,
         input_checkpoint=prefix,
@@ -186,3 +194,56 @@ def test_compress_reports_a_bad_prune_config_as_an_error(tiny_config_path, tmp_p
     assert last.startswith(f"error: {prune_config}, node 1: mismatched source"), last
     assert "block4/unit_1/bottleneck_v1/conv1" in last
     assert not (tmp_path / "out").exists()
+
+
+def test_a_latency_target_and_a_factor_are_refused_together(tiny_config_path, tmp_path):
+    run = _compress(
+        f"--config_path={tiny_config_path}",
+        "--input_checkpoint=unused",
+        f"--output_dir={tmp_path}",
+        "--target_speedup=2",
+        "--compression_factor=0.5",
+        "--latency_input_size=97,97",
+    )
+    assert run.returncode != 0
+    assert "--target_speedup and --compression_factor are alternatives" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_compress_to_a_latency_target_writes_widths_trace_and_a_restorable_checkpoint(
+    tiny_config_path, tmp_path
+):
+    prefix = str(tmp_path / "model.ckpt-1")
+    _checkpoint(tiny_config_path, prefix)
+    output_dir = tmp_path / "targeted"
+    run = _compress(
+        f"--config_path={tiny_config_path}",
+        f"--input_checkpoint={prefix}",
+        f"--output_dir={output_dir}",
+        "--target_speedup=1.3",
+        "--latency_input_size=97,97",
+        "--latency_runs=2",
+        "--latency_grid=1,0.5",
+        "--latency_statistic=min",
+        f"--latency_table_dir={tmp_path / 'tables'}",
+        "--search_steps=1",
+        "--search_eval_batches=1",
+        "--search_recalibrate_batches=1",
+        "--search_granularity=block",
+        "--recalibrate_bn_batches=1",
+        "--flops_input_size=",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads((output_dir / "latency_widths.json").read_text())
+    trace = json.loads((output_dir / "latency_search.json").read_text())
+    assert (output_dir / "latency_search.png").stat().st_size > 0
+    assert found["predicted_ms"] <= found["target_ms"] + 1e-6 and found["measured_ms"] > 0
+    assert trace["candidates"] and sum(c["chosen"] for c in trace["candidates"]) == trace["steps"]
+    for group, kept in trace["widths"].items():
+        assert 1 <= kept <= trace["sizes"][group]
+    config = config_util.load_pipeline_config(str(output_dir / "pipeline.config"))
+    pruned = model_builder.build(config.model)
+    checkpoint_utils.restore_model(pruned, str(output_dir))
+    widths = compression.compression.conv_widths(pruned)
+    assert all(widths[scope] == kept for scope, kept in found["layer_widths"].items())

@@ -77,6 +77,8 @@ def test_export_script(exported, tmp_path):
     assert sorted(os.listdir(output)) == [
         "export_summary.json",
         "frozen_inference_graph.pb",
+        "labels.txt",
+        "metadata.json",
         "model.ckpt.data-00000-of-00001",
         "model.ckpt.index",
         "pipeline.config",

@@ -103,3 +103,42 @@ def measure(
         fn()
         seconds.append(clock() - started)
     return summarize(seconds, warmup)
+
+
+def measure_interleaved(
+    fns: dict[str, Callable[[], object]],
+    *,
+    warmup: int = 2,
+    runs: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, LatencyStats]:
+    """Times several callables round-robin, so that a burst of load hits all of them alike.
+
+    Timing one callable after the other lets a busy minute land on one of them only: on a
+    shared 2-core machine a pruned model has been measured slower than its unpruned parent
+    that way. Here round ``r`` calls every callable once, in an order rotated by ``r``, and
+    each callable's runs are summarised as :func:`measure` does.
+
+    Args:
+      fns: name -> callable that blocks until its result is ready.
+      warmup: untimed calls of each callable before the first round.
+      runs: timed rounds.
+      clock: seconds, monotonic (injectable for tests).
+
+    Returns:
+      name -> :class:`LatencyStats`, in the order of ``fns``.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(runs):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = clock()
+            fns[name]()
+            seconds[name].append(clock() - started)
+    return {name: summarize(seconds[name], warmup) for name in names}

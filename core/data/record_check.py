@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from core.data import example_wire
 from core.data.standard_fields import TfExampleFields
 
 _FIX = "Write the records again with the dataset_tools/ script that made them."
@@ -84,14 +85,10 @@ def record_offsets(path: str) -> list[tuple[int, int]]:
 
 
 def _label_values(serialized: bytes) -> tuple[str, np.ndarray]:
-    from tensorflow.core.example import example_pb2  # noqa: PLC0415 - the caller has TF already
-
-    example = example_pb2.Example.FromString(serialized)
-    feature = example.features.feature
-    filename = b"".join(feature[TfExampleFields.image_filename].bytes_list.value).decode(
-        "utf-8", "replace"
-    )
-    encoded = feature[TfExampleFields.label_encoded].bytes_list.value
+    # Parsed without TensorFlow, so that the scripts check records before importing it.
+    feature = example_wire.bytes_features(serialized)
+    filename = b"".join(feature.get(TfExampleFields.image_filename, [])).decode("utf-8", "replace")
+    encoded = feature.get(TfExampleFields.label_encoded, [])
     if not encoded:
         return filename, np.zeros([0], np.int64)
     with Image.open(io.BytesIO(encoded[0])) as label:

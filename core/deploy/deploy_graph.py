@@ -8,9 +8,19 @@ The graph is the original project's (``libs/exporter.py``):
   palette colours [N, H, W, 3] uint8 (a gather, where the original used a one-hot matmul)
   -> ``predictions`` (an identity op of that name).
 
-H and W must be static: the pyramid pooling chooses its kernel sizes from the feature-map size
-when the graph is traced, so a graph with unknown H or W cannot be built (the original accepted
--1 there only because its pooling read the size at run time). The batch size may be -1.
+H and W of the network must be static: the pyramid pooling chooses its kernel sizes from the
+feature-map size when the graph is traced, so a network with unknown H or W cannot be built (the
+original accepted -1 there only because its pooling read the size at run time). The batch size
+may be -1.
+
+Any-size serving (:func:`build_any_size_function`, the SavedModel's ``serving_default`` and the
+frozen graph with ``--dynamic_input_size``) wraps that fixed-size network: an image of any
+h x w is resized (bilinear, half-pixel centres) to the network's H x W, the network runs as
+above, its logits are resized back (bilinear, half-pixel centres) to h x w and the argmax taken
+there. At h x w == H x W both resizes are the identity, so the ids equal the fixed-size graph's.
+
+Every graph can also output ``scores``: the softmax of the logits, float32 [N, H, W, C], at the
+size of ``predictions``.
 """
 
 from __future__ import annotations
@@ -21,9 +31,15 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from core.visualization import palette_lut
+from models.layers.interp import resize_bilinear
 
 INPUT_NAME = "inputs"
 OUTPUT_NAME = "predictions"
+SCORES_NAME = "scores"
+# Signature keys: the SavedModel's and TFLite's default (any size in the SavedModel) and the
+# SavedModel's fixed-size one (no resizing; other sizes fail with a clear message).
+SIGNATURE_KEY = "serving_default"
+FIXED_SIGNATURE_KEY = "serving_fixed_size"
 
 InputShape = tuple[int | None, int, int, int]
 
@@ -78,7 +94,9 @@ def parse_input_shape(value: str | Sequence, flag: str = "--input_shape") -> Inp
         raise ExportError(
             f"{flag}={_text(value)!r}: height and width must be known (got -1). The pyramid pooling "
             "picks its kernel sizes from the feature-map size when the graph is built, so "
-            "export at the fixed size you will run at, e.g. 1024,2048,3 (and resize images to it)."
+            "export at the fixed size you will run at, e.g. 1024,2048,3; for a graph that takes "
+            "any size, give -1,-1,3 with --pad_to_shape=H,W as the network's size, or add "
+            "--dynamic_input_size."
         )
     if channels != 3:
         raise ExportError(
@@ -115,6 +133,37 @@ def parse_pad_to_shape(
     return height, width
 
 
+def parse_export_shapes(
+    input_shape: str | Sequence, pad_to_shape: str | Sequence | None, dynamic: bool = False
+) -> tuple[InputShape, tuple[int, int] | None, bool]:
+    """The export's fixed network input, its padding, and whether graphs take any size.
+
+    ``-1,-1,3`` (or ``N,-1,-1,3``) asks for any-size graphs; the network then runs at
+    ``pad_to_shape`` (required), without padding.
+
+    Args:
+      input_shape: ``--input_shape``.
+      pad_to_shape: ``--pad_to_shape`` or None.
+      dynamic: ``--dynamic_input_size``.
+
+    Returns:
+      ``(fixed input shape, padding or None, any size)``; the fixed shape is what TFLite and
+      the fixed-size graphs take.
+
+    Raises:
+      ExportError: as :func:`parse_input_shape` and :func:`parse_pad_to_shape`.
+    """
+    dims = _parse_ints(input_shape, "--input_shape")
+    if len(dims) == 3:
+        dims = [-1, *dims]
+    padding_given = parse_pad_to_shape(pad_to_shape, (None, 1, 1, 3)) is not None
+    if len(dims) == 4 and dims[1] == dims[2] == -1 and padding_given:
+        height, width = parse_pad_to_shape(pad_to_shape, (None, 1, 1, 3))
+        return parse_input_shape([dims[0], height, width, dims[3]]), None, True
+    shape = parse_input_shape(input_shape)
+    return shape, parse_pad_to_shape(pad_to_shape, shape), dynamic
+
+
 def check_model_input_size(model, size: tuple[int, int], what: str) -> None:
     """Raises ExportError when ``size`` is below the model's smallest input."""
     min_h, min_w = model.min_input_size()
@@ -134,6 +183,7 @@ def build_serving_function(
     pad_to_shape: tuple[int, int] | None = None,
     output_colours: bool = False,
     jit_compile: bool = False,
+    output_scores: bool = False,
 ) -> tf.types.experimental.PolymorphicFunction:
     """The deploy graph as a ``tf.function`` with a fixed input signature.
 
@@ -144,10 +194,11 @@ def build_serving_function(
         network; the predictions are cropped back to the input size.
       output_colours: output palette colours instead of class ids.
       jit_compile: compile with XLA (for running it here; an exported graph is never compiled).
+      output_scores: also output ``scores``, the softmax float32 [N, H, W, num_classes].
 
     Returns:
       A function ``inputs`` uint8 [N, H, W, 3] -> ``{"predictions": ...}``: int32 class ids
-      [N, H, W, 1], or uint8 RGB [N, H, W, 3] with ``output_colours``.
+      [N, H, W, 1], or uint8 RGB [N, H, W, 3] with ``output_colours``; plus ``scores``.
     """
     batch, height, width, _ = input_shape
     net_size = pad_to_shape or (height, width)
@@ -164,13 +215,71 @@ def build_serving_function(
             images = tf.image.pad_to_bounding_box(images, 0, 0, net_size[0], net_size[1])
         logits = model.predict(model.preprocess(images), training=False)["logits"]
         ids = model.postprocess(logits, net_size)[:, :height, :width]
-        if output_colours:
-            result = tf.gather(lut, ids)
-        else:
-            result = ids[..., tf.newaxis]
-        return {OUTPUT_NAME: tf.identity(result, name=OUTPUT_NAME)}
+        outputs = {OUTPUT_NAME: _ids_or_colours(ids, lut, output_colours)}
+        if output_scores:
+            scores = tf.nn.softmax(resize_bilinear(logits, net_size)[:, :height, :width])
+            outputs[SCORES_NAME] = tf.identity(scores, name=SCORES_NAME)
+        return outputs
 
     return serve
+
+
+def build_any_size_function(
+    model,
+    input_shape: InputShape,
+    pad_to_shape: tuple[int, int] | None = None,
+    output_colours: bool = False,
+    jit_compile: bool = False,
+    output_scores: bool = False,
+) -> tf.types.experimental.PolymorphicFunction:
+    """The deploy graph for images of any height and width (see the module docstring).
+
+    Args:
+      model: a built ``SegmentationModel`` (weights restored).
+      input_shape: ``(batch or None, H, W, 3)``: the network's fixed input; images are
+        resized to H x W.
+      pad_to_shape: optional ``(height, width)`` padding after the resize, as in
+        :func:`build_serving_function`.
+      output_colours: output palette colours instead of class ids.
+      jit_compile: compile with XLA (for running it here).
+      output_scores: also output ``scores``, the softmax float32 [N, h, w, num_classes].
+
+    Returns:
+      A function ``inputs`` uint8 [N, h, w, 3] (h, w >= 1, any) -> ``{"predictions": ...}``:
+      int32 class ids [N, h, w, 1], or uint8 RGB [N, h, w, 3]; plus ``scores``.
+    """
+    batch, height, width, _ = input_shape
+    net_size = pad_to_shape or (height, width)
+    check_model_input_size(model, net_size, "the network input (--pad_to_shape or --input_shape)")
+    lut = tf.constant(palette_lut(), dtype=tf.uint8)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([batch, None, None, 3], tf.uint8, INPUT_NAME)],
+        jit_compile=jit_compile or None,
+    )
+    def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        size = tf.shape(inputs)[1:3]
+        images = tf.image.resize(tf.cast(inputs, tf.float32), (height, width), "bilinear")
+        if pad_to_shape is not None:
+            images = tf.image.pad_to_bounding_box(images, 0, 0, net_size[0], net_size[1])
+        logits = model.predict(model.preprocess(images), training=False)["logits"]
+        # Aligned corners up to the network size, as model.postprocess does, then back to the
+        # image with the half-pixel geometry of the input resize.
+        logits = resize_bilinear(logits, net_size)[:, :height, :width]
+        logits = tf.image.resize(logits, size, "bilinear")
+        ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        outputs = {OUTPUT_NAME: _ids_or_colours(ids, lut, output_colours)}
+        if output_scores:
+            outputs[SCORES_NAME] = tf.identity(tf.nn.softmax(logits), name=SCORES_NAME)
+        return outputs
+
+    return serve
+
+
+def _ids_or_colours(ids: tf.Tensor, lut: tf.Tensor, output_colours: bool) -> tf.Tensor:
+    """``predictions``: ids [N, H, W] -> int32 [N, H, W, 1] or palette uint8 [N, H, W, 3]."""
+    result = tf.gather(lut, ids) if output_colours else ids[..., tf.newaxis]
+    return tf.identity(result, name=OUTPUT_NAME)
 
 
 def freeze(serve: tf.types.experimental.PolymorphicFunction):

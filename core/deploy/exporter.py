@@ -2,38 +2,42 @@
 
 :func:`export_model` takes a built, restored model and plain values; reading the config,
 restoring the checkpoint and choosing calibration records is ``runners.export``'s job. The
-deploy graph (uint8 ``inputs`` -> class ids or colours ``predictions``) is built by
-:mod:`core.deploy.deploy_graph`.
+deploy graphs (uint8 ``inputs`` -> class ids or colours ``predictions``, optionally softmax
+``scores``) are built by :mod:`core.deploy.deploy_graph`; every format uses these names.
 
 Files written to ``output_dir`` (see :data:`FORMATS` for the selectable ones):
 
   ``frozen_inference_graph.pb``  GraphDef with the weights as constants (``inputs:0`` ->
-                                 ``predictions:0``), as the original wrote.
-  ``saved_model/``               SavedModel; signature ``serving_default``: ``inputs`` ->
-                                 ``predictions``.
-  ``model_float32.tflite``       TFLite, float weights.
+                                 ``predictions:0``), as the original wrote; fixed size, or any
+                                 size with ``dynamic_input_size``.
+  ``saved_model/``               SavedModel (``saved_model/<N>/`` with ``serving_version``, the
+                                 layout TF Serving's ``model_base_path`` reads). Signatures:
+                                 ``serving_default`` takes any size (resized to the network and
+                                 back in the graph), ``serving_fixed_size`` only the network's.
+  ``model_float32.tflite``       TFLite, float weights; fixed size; signature ``serving_default``
+                                 with the same input and output names.
   ``model_int8.tflite``          TFLite, post-training full-integer quantized (see
                                  :mod:`core.deploy.tflite_export`); same uint8-in / ids-out interface.
+  ``model.onnx``                 ONNX opset 17 of the fixed-size graph, same names (only when
+                                 asked: ``--formats=...,onnx``; see :mod:`core.deploy.onnx_export`).
   ``model.ckpt.*``               the model variables only, in our checkpoint format
                                  (``compress.py``'s input).
   ``pipeline.config``            the config the model was built from.
+  ``labels.txt``, ``metadata.json``  class names and the export's description, when the
+                                 dataset metadata is given (:mod:`core.deploy.export_metadata`).
   ``export_summary.json``        shapes, parameter counts, FLOPs (``core.analysis.flops``, batch 1),
                                  file sizes and the int8-vs-float agreement.
 
-Every file is first written into a hidden staging directory inside ``output_dir`` and moved to
-its final name (``os.replace``, atomic) only after *all* requested formats were written, so a
-failed export leaves the previous export untouched and never a partial file under a final name.
+Files are staged and committed all at once (:mod:`core.deploy.export_staging`): a failed
+export leaves the previous export untouched and never a partial file under a final name.
 Outputs of an earlier export that this one does not rewrite are kept, with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -41,129 +45,60 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from core import file_utils
 from core.analysis import flops
 from core.checkpoints import checkpoint_utils
-from core.checkpoints.crash_safety import pause_point
 from core.data.standard_fields import InputDataFields
-from core.deploy import tflite_export
+from core.datasets import DatasetMetadata
+from core.deploy import export_metadata, export_staging, onnx_export, tflite_export
 from core.deploy.deploy_graph import (
+    FIXED_SIGNATURE_KEY,
     INPUT_NAME,
     OUTPUT_NAME,
+    SCORES_NAME,
+    SIGNATURE_KEY,
     ExportError,
     InputShape,
+    build_any_size_function,
     build_serving_function,
     freeze,
     with_input_size_check,
 )
-
-SIGNATURE_KEY = "serving_default"
+from core.deploy.export_staging import Staging as _Staging
+from core.deploy.export_staging import (
+    recover_interrupted_export,  # noqa: F401 - re-exported
+    saved_model_entry,
+)
 
 FROZEN_GRAPH_NAME = "frozen_inference_graph.pb"
-SAVED_MODEL_DIR = "saved_model"
+SAVED_MODEL_DIR = export_staging.SAVED_MODEL_DIR
 TFLITE_FLOAT_NAME = "model_float32.tflite"
 TFLITE_INT8_NAME = "model_int8.tflite"
 CHECKPOINT_PREFIX = "model.ckpt"
 CONFIG_NAME = "pipeline.config"
 SUMMARY_NAME = "export_summary.json"
-_STAGING_PREFIX = ".export-staging-"
-_COMMIT_NAME = ".commit"
-_ASIDE_INFIX = ".old-"
+
+ONNX_NAME = onnx_export.ONNX_NAME
 
 # Selectable outputs (``--formats``); the checkpoint, config and summary are always written.
-FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8")
-
-
-# --------------------------------------------------------------------------- staging
-
-
-class _Staging:
-    """A hidden directory in ``output_dir`` where files are written before being committed.
-
-    ``commit`` first records the staged names in a ``.commit`` file (the export is complete),
-    then moves each staged entry to its final name with ``os.replace`` (atomic on one
-    filesystem). A directory (the SavedModel) cannot replace a non-empty one, so the old one is
-    first renamed aside and deleted after the new one is in place: a reader sees either the old
-    or the new SavedModel, never a partial one. A process killed before the ``.commit`` file
-    leaves the previous export as it was; one killed while moving (milliseconds) leaves a mix
-    of old and new files, which the next export into the directory completes first
-    (:func:`recover_interrupted_export`).
-    """
-
-    def __init__(self, output_dir: str):
-        os.makedirs(output_dir, exist_ok=True)
-        recover_interrupted_export(output_dir)
-        self.output_dir = output_dir
-        self.directory = tempfile.mkdtemp(dir=output_dir, prefix=_STAGING_PREFIX)
-        self._entries: list[str] = []
-
-    def path(self, name: str) -> str:
-        """Staging path of an entry that will be committed as ``output_dir/name``."""
-        self._entries.append(name)
-        return os.path.join(self.directory, name)
-
-    @property
-    def entries(self) -> tuple[str, ...]:
-        """Names staged so far."""
-        return tuple(self._entries)
-
-    def commit(self) -> list[str]:
-        """Moves the staged entries into place, each atomically; returns their final paths."""
-        pause_point("export_commit")  # a crash test's kill point; inert in normal runs
-        file_utils.atomic_write_text(
-            os.path.join(self.directory, _COMMIT_NAME), "\n".join(self._entries)
-        )
-        return _move_into_place(self.directory, self.output_dir, self._entries)
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _move_into_place(staging: str, output_dir: str, names: Sequence[str]) -> list[str]:
-    final_paths = []
-    # The checkpoint index is what marks a checkpoint as present; move it last.
-    for name in sorted(names, key=lambda name: name.endswith(".index")):
-        source = os.path.join(staging, name)
-        target = os.path.join(output_dir, name)
-        if os.path.isdir(source):
-            aside = None
-            if os.path.exists(target):
-                aside = tempfile.mkdtemp(dir=output_dir, prefix=f".{name}{_ASIDE_INFIX}")
-                os.rmdir(aside)
-                os.replace(target, aside)
-            os.replace(source, target)
-            if aside:
-                shutil.rmtree(aside, ignore_errors=True)
-        elif os.path.exists(source):
-            os.replace(source, target)
-        final_paths.append(target)
-    return final_paths
-
-
-def recover_interrupted_export(output_dir: str) -> None:
-    """Completes or discards what a killed export left in ``output_dir``.
-
-    A staging directory with its ``.commit`` file was complete: its remaining entries are moved
-    into place. One without was interrupted while writing: it is deleted. A SavedModel set aside
-    by a commit is deleted, or put back if nothing took its place.
-    """
-    for staging in sorted(glob.glob(os.path.join(glob.escape(output_dir), _STAGING_PREFIX + "*"))):
-        marker = os.path.join(staging, _COMMIT_NAME)
-        if os.path.exists(marker):
-            with open(marker, encoding="utf-8") as stream:
-                names = [name for name in stream.read().split("\n") if name]
-            _move_into_place(staging, output_dir, names)
-            logging.warning("Completed the export interrupted while moving files: %s", staging)
-        shutil.rmtree(staging, ignore_errors=True)
-    target = os.path.join(output_dir, SAVED_MODEL_DIR)  # the one directory entry
-    for aside in glob.glob(os.path.join(glob.escape(output_dir), f".{SAVED_MODEL_DIR}.old-*")):
-        if os.path.exists(target):
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(aside, target)
+FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8", "onnx")
+# Written when --formats is not given: onnx needs the optional tf2onnx package.
+DEFAULT_FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8")
 
 
 # --------------------------------------------------------------------------- writers
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingFunctions:
+    """The deploy graphs of one export.
+
+    Attributes:
+      fixed: ``inputs`` [N, H, W, 3] at the network's input size (TFLite, fixed frozen graph).
+      any_size: ``inputs`` [N, h, w, 3] of any size (SavedModel ``serving_default``).
+    """
+
+    fixed: tf.types.experimental.PolymorphicFunction
+    any_size: tf.types.experimental.PolymorphicFunction
 
 
 def _write_frozen_graph(frozen, path: str) -> int:
@@ -173,12 +108,17 @@ def _write_frozen_graph(frozen, path: str) -> int:
     return len(graph_def.node)
 
 
-def _write_saved_model(model, serve, path: str) -> None:
-    # The module tracks the model so its variables are saved with the signature's graph.
+def _write_saved_model(model, serve: ServingFunctions, path: str) -> None:
+    # The module tracks the model so its variables are saved with the signatures' graphs.
     module = tf.Module()
     module.model = model
-    module.serve = checked = with_input_size_check(serve)  # serving ignores the spec's H, W
-    tf.saved_model.save(module, path, signatures={SIGNATURE_KEY: checked.get_concrete_function()})
+    module.serve = serve.any_size
+    module.serve_fixed_size = checked = with_input_size_check(serve.fixed)  # serving ignores H, W
+    signatures = {
+        SIGNATURE_KEY: serve.any_size.get_concrete_function(),
+        FIXED_SIGNATURE_KEY: checked.get_concrete_function(),
+    }
+    tf.saved_model.save(module, path, signatures=signatures)
 
 
 def _write_checkpoint(model, staging: _Staging) -> None:
@@ -193,7 +133,11 @@ def _write_checkpoint(model, staging: _Staging) -> None:
 
 def _warn_stale(output_dir: str, written: Sequence[str]) -> None:
     """Warns about outputs of an earlier export that this one did not replace."""
-    known = (FROZEN_GRAPH_NAME, SAVED_MODEL_DIR, TFLITE_FLOAT_NAME, TFLITE_INT8_NAME)
+    known = (
+        FROZEN_GRAPH_NAME, SAVED_MODEL_DIR, TFLITE_FLOAT_NAME, TFLITE_INT8_NAME, ONNX_NAME,
+        export_metadata.LABELS_NAME, export_metadata.METADATA_NAME,
+    )  # fmt: skip
+    written = {name.split("/")[0] for name in written}  # saved_model/<N> keeps other versions
     stale = [name for name in known if name not in written]
     stale = [name for name in stale if os.path.exists(os.path.join(output_dir, name))]
     if stale:
@@ -239,18 +183,24 @@ def export_model(
     input_shape: InputShape,
     pad_to_shape: tuple[int, int] | None = None,
     output_colours: bool = False,
-    formats: Iterable[str] = FORMATS,
+    formats: Iterable[str] = DEFAULT_FORMATS,
     calibration_images: Callable[[], Iterable[np.ndarray]] | None = None,
     write_config: Callable[[str], str] | None = None,
     summary_extra: dict | None = None,
     quantization_state=None,
+    dynamic_input_size: bool = False,
+    output_scores: bool = False,
+    serving_version: int | None = None,
+    dataset: DatasetMetadata | None = None,
+    project_version: str | None = None,
 ) -> ExportResult:
     """Writes the requested formats of a restored model into ``output_dir``, atomically.
 
     Args:
       model: a built ``SegmentationModel`` with its trained weights.
       output_dir: created if needed; existing outputs are replaced only on success.
-      input_shape: ``(batch or None, H, W, 3)``, see :func:`parse_input_shape`.
+      input_shape: ``(batch or None, H, W, 3)``, see :func:`parse_input_shape`: the network's
+        fixed input (TFLite's and the fixed frozen graph's input).
       pad_to_shape: optional ``(height, width)`` padding before the network.
       output_colours: palette colours instead of class ids.
       formats: a subset of :data:`FORMATS`.
@@ -262,12 +212,19 @@ def export_model(
         ``models.layers.fake_quant.QuantizationState`` (inactive): the int8 model is then
         converted from the graph traced with it on (trained ranges, ``calibration_images``
         optional and used only for the agreement report); the other formats stay float.
+      dynamic_input_size: the frozen graph takes images of any size, as the SavedModel does.
+      output_scores: every format also outputs ``scores``, softmax float32 [N, H, W, C].
+      serving_version: write the SavedModel as ``saved_model/<N>/`` (TF Serving's layout).
+      dataset: the class names and colours; ``labels.txt`` and ``metadata.json`` are written
+        when given.
+      project_version: this project's version, for ``metadata.json``.
 
     Returns:
       An :class:`ExportResult`.
 
     Raises:
-      ExportError: an unknown format, or int8 requested without calibration images.
+      ExportError: an unknown format, int8 requested without calibration images, or a
+        ``serving_version`` that does not fit the folder.
       tflite_export.TFLiteConversionError: a TFLite conversion failed (names the ops).
     """
     formats = tuple(formats)
@@ -280,9 +237,19 @@ def export_model(
             "tflite_int8 needs calibration images from the config's eval_input_reader; set it, "
             "or leave tflite_int8 out of --formats."
         )
+    saved_model_name = SAVED_MODEL_DIR
+    if "saved_model" in formats:
+        saved_model_name = saved_model_entry(output_dir, serving_version)
     started = time.monotonic()
-    serve = build_serving_function(model, input_shape, pad_to_shape, output_colours)
-    frozen = freeze(serve)
+    options = dict(output_colours=output_colours, output_scores=output_scores)
+    serve = build_serving_function(model, input_shape, pad_to_shape, **options)
+    # Freezing traces and folds the whole net (seconds): only for the formats built from it.
+    fixed_formats = {"tflite_float32", "onnx"} | ({"tflite_int8"} if not qat else set())
+    if not dynamic_input_size:
+        fixed_formats.add("frozen_graph")
+    frozen = freeze(serve) if fixed_formats & set(formats) else None
+    any_size = build_any_size_function(model, input_shape, pad_to_shape, **options)
+    any_size_formats = (["frozen_graph"] if dynamic_input_size else []) + ["saved_model"]
     summary = {
         "model": model.name,
         "num_classes": model.num_classes,
@@ -291,6 +258,8 @@ def export_model(
         "output": "colours uint8 [N,H,W,3]" if output_colours else "class ids int32 [N,H,W,1]",
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
+        "scores_name": SCORES_NAME if output_scores else None,
+        "any_size_formats": [name for name in any_size_formats if name in formats],
         "parameters": model.count_parameters(),
         "parameters_with_batch_norm": model.count_parameters(include_bn=True),
         "flops": _flops(model, pad_to_shape or input_shape[1:3]),
@@ -299,19 +268,22 @@ def export_model(
     staging = _Staging(output_dir)
     try:
         if "frozen_graph" in formats:
-            nodes = _write_frozen_graph(frozen, staging.path(FROZEN_GRAPH_NAME))
-            summary["frozen_graph_nodes"] = nodes
+            graph = freeze(any_size) if dynamic_input_size else frozen
+            summary["frozen_graph_nodes"] = _write_frozen_graph(
+                graph, staging.path(FROZEN_GRAPH_NAME)
+            )
         if "saved_model" in formats:
-            _write_saved_model(model, serve, staging.path(SAVED_MODEL_DIR))
+            _write_saved_model(
+                model, ServingFunctions(serve, any_size), staging.path(saved_model_name)
+            )
         if "tflite_float32" in formats:
             float_model = tflite_export.convert_float(frozen)
             with open(staging.path(TFLITE_FLOAT_NAME), "wb") as stream:
                 stream.write(float_model)
         if "tflite_int8" in formats and qat:
             int8_model, summary["int8"] = _qat_int8(
-                model, quantization_state, input_shape, pad_to_shape, output_colours,
-                calibration_images,
-            )  # fmt: skip
+                model, quantization_state, input_shape, pad_to_shape, options, calibration_images
+            )
             with open(staging.path(TFLITE_INT8_NAME), "wb") as stream:
                 stream.write(int8_model)
         elif "tflite_int8" in formats:
@@ -319,10 +291,30 @@ def export_model(
             with open(staging.path(TFLITE_INT8_NAME), "wb") as stream:
                 stream.write(int8_model)
             summary["int8"] = tflite_export.int8_report(int8_model, frozen, calibration_images)
+        if "onnx" in formats:  # from the fixed-size graph: tf2onnx needs static sizes
+            with open(staging.path(ONNX_NAME), "wb") as stream:
+                stream.write(onnx_export.convert(frozen))
         _write_checkpoint(model, staging)
         if write_config is not None:
             write_config(staging.directory)
             staging.path(CONFIG_NAME)
+        if dataset is not None:
+            paths = {
+                "frozen_graph": FROZEN_GRAPH_NAME, "saved_model": saved_model_name,
+                "tflite_float32": TFLITE_FLOAT_NAME, "tflite_int8": TFLITE_INT8_NAME,
+                "onnx": ONNX_NAME,
+            }  # fmt: skip
+            metadata = export_metadata.build_metadata(
+                dataset, model.name, input_shape, pad_to_shape,
+                export_metadata.format_entries(
+                    {name: paths[name] for name in formats if name in paths}, input_shape,
+                    dynamic_input_size, output_scores,
+                ),
+                output_colours, output_scores, export_metadata.in_graph_normalisation(model),
+                project_version,
+            )  # fmt: skip
+            for name in export_metadata.write_files(staging.directory, dataset, metadata):
+                staging.path(name)
         summary["seconds"] = round(time.monotonic() - started, 1)
         summary["files"] = {
             name: _size(os.path.join(staging.directory, name)) for name in staging.entries
@@ -337,7 +329,7 @@ def export_model(
     return ExportResult(output_dir, tuple(files), summary)
 
 
-def _qat_int8(model, state, input_shape, pad_to_shape, output_colours, images) -> tuple:
+def _qat_int8(model, state, input_shape, pad_to_shape, options, images) -> tuple:
     """The int8 flatbuffer from a QAT model's trained ranges, and its report.
 
     The report compares it with the simulated-int8 graph (the same graph with its fake-quant
@@ -345,7 +337,7 @@ def _qat_int8(model, state, input_shape, pad_to_shape, output_colours, images) -
     """
     state.active = True
     try:
-        serve = build_serving_function(model, input_shape, pad_to_shape, output_colours)
+        serve = build_serving_function(model, input_shape, pad_to_shape, **options)
         frozen = freeze(serve)
     finally:
         state.active = False

@@ -32,6 +32,7 @@ from PIL import Image
 from core import file_utils, visualization
 from core.datasets import DatasetMetadata, default_metadata
 from core.datasets.cityscapes import CITYSCAPES_PALETTE
+from core.deploy import video_pipeline
 from core.deploy.segmenters import Segmenter
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -178,22 +179,30 @@ def _check_output(source: str, target: str) -> None:
         )
 
 
-def _video_frames(path: str) -> Iterator[tuple[np.ndarray, float]]:
-    """RGB frames of a video and its frame rate (OpenCV decodes; it returns BGR)."""
+def _open_video(path: str) -> tuple[Iterator[np.ndarray], float, int | None]:
+    """RGB frames of a video (decoded lazily), its frame rate and frame count (None: unknown).
+
+    OpenCV decodes; it returns BGR.
+    """
     import cv2  # video support only; images need no OpenCV
 
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise InferenceError(f"cannot open video {path!r} (unknown codec or not a video).")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps
-    finally:
-        capture.release()
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+    return frames(), fps, count
 
 
 class _VideoWriter:
@@ -297,37 +306,62 @@ def run_inference(
         report.outputs.append(visualization.save_png(picture, stem + ".png"))
         report.images += 1
         logging.info("%s -> %s (%.1f ms)", source, stem + ".png", report.latencies_ms[-1])
-    logging.info("%s", report.summary())
+    # Callers show report.summary() (inference.py prints it, the demo logs it): logging it here
+    # too printed it twice.
+    logging.debug("%s", report.summary())
     return report
 
 
 def _segment_video(
     segmenter: Segmenter, source: str, stem: str, options: dict, report: InferenceReport
 ) -> None:
-    """Segments every frame of a video into an MP4 or a folder of label PNGs."""
-    writer = None
-    frames = 0
+    """Segments every frame of a video into an MP4 (the source's frame rate) or a folder of
+    label PNGs; decode, inference and encode overlap (:mod:`core.deploy.video_pipeline`)."""
+    frames, fps, count = _open_video(source)
+    state: dict = {"writer": None, "pngs": []}
     completed = False
+
+    def infer(frame: np.ndarray) -> np.ndarray:
+        prediction = segmenter(frame)
+        report.latencies_ms.append(segmenter.last_run_seconds * 1000.0)
+        return prediction
+
+    def encode(index: int, frame: np.ndarray, prediction: np.ndarray) -> None:
+        picture = render(frame, prediction, **options)
+        if options["label_ids"]:
+            path = os.path.join(stem, f"{index:06d}.png")
+            state["pngs"].append(visualization.save_png(picture, path))
+            return
+        if state["writer"] is None:
+            _check_output(source, stem + VIDEO_SUFFIX)
+            state["writer"] = _VideoWriter(stem + VIDEO_SUFFIX, fps, picture.shape[:2])
+        state["writer"].write(picture)
+
     try:
-        for frame, fps in _video_frames(source):
-            picture = render(frame, segmenter(frame), **options)
-            report.latencies_ms.append(segmenter.last_run_seconds * 1000.0)
-            if options["label_ids"]:
-                path = os.path.join(stem, f"{frames:06d}.png")
-                report.outputs.append(visualization.save_png(picture, path))
-            else:
-                if writer is None:
-                    _check_output(source, stem + VIDEO_SUFFIX)
-                    writer = _VideoWriter(stem + VIDEO_SUFFIX, fps, picture.shape[:2])
-                writer.write(picture)
-            frames += 1
+        done = video_pipeline.run_pipeline(
+            frames, infer, encode, progress=video_pipeline.ProgressLog(source, count)
+        )
         completed = True
+    except video_pipeline.PipelineError as error:
+        if isinstance(error.error, InferenceError):
+            raise error.error from None
+        raise InferenceError(
+            f"video {source!r}: {error}. No output was kept for it; fix the cause and run again."
+        ) from error
     finally:
+        writer = state["writer"]
         if writer is not None:
             writer.close(keep=completed)
-    if frames == 0:
+        if not completed:
+            for path in state["pngs"]:  # no partial output: a failed video leaves no frames
+                os.remove(path)
+        frames.close()
+    report.outputs.extend(state["pngs"])
+    if done == 0:
         raise InferenceError(f"video {source!r} has no readable frames.")
     if writer is not None:
         report.outputs.append(writer.path)
-    report.frames += frames
-    logging.info("%s: %d frame(s) -> %s", source, frames, writer.path if writer else stem)
+    report.frames += done
+    logging.info(
+        "%s: %d frame(s) at %.3g fps -> %s", source, done, fps, writer.path if writer else stem
+    )

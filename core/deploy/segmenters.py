@@ -9,17 +9,21 @@ are interchangeable:
   :class:`SavedModelSegmenter`   a ``saved_model/`` directory
   :class:`TFLiteSegmenter`       a ``.tflite`` file (float or int8)
 
+and :mod:`core.deploy.onnx_segmenters` runs ``model.onnx`` with ONNX Runtime or OpenVINO.
 :func:`open_exported` opens an exported model by its file type; building a segmenter from a
 config and a checkpoint (``inference.py --trained_checkpoint``) is ``runners.inference``'s job.
 
 Images of another size than the network input are resized to it (bilinear) and the prediction
 is resized back to the image (nearest), so any image can be segmented; the original project
-instead required every image to have ``--input_shape``.
+instead required every image to have ``--input_shape``. Segmenters with ``any_size`` (a
+checkpoint, a SavedModel's any-size ``serving_default``) pass the image to the graph as it is:
+the graph resizes the image and its logits (``deploy_graph.build_any_size_function``).
 """
 
 from __future__ import annotations
 
 import abc
+import json
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -32,10 +36,12 @@ from PIL import Image
 
 from core.deploy import tflite_export
 from core.deploy.deploy_graph import (
+    FIXED_SIGNATURE_KEY,
     INPUT_NAME,
     OUTPUT_NAME,
     ExportError,
     InputShape,
+    build_any_size_function,
     build_serving_function,
     parse_input_shape,
 )
@@ -54,7 +60,10 @@ class Segmenter(abc.ABC):
       num_classes: number of classes when known (from the config), else None.
       description: what is loaded, for logs.
       last_run_seconds: duration of the last network run (pre/post resizing excluded).
+      any_size: the graph takes images of any size and resizes them itself.
     """
+
+    any_size = False
 
     def __init__(
         self,
@@ -102,14 +111,15 @@ class Segmenter(abc.ABC):
         if image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"expected an RGB image [height, width, 3], got shape {image.shape}")
         size = image.shape[:2]
-        if size != self.input_size:
+        resize = size != self.input_size and not self.any_size
+        if resize:
             # PIL sizes are (width, height).
             resized = Image.fromarray(image.astype(np.uint8)).resize(
                 self.input_size[::-1], Image.BILINEAR
             )
             image = np.asarray(resized)
         prediction = self.run(image[np.newaxis])
-        if size != self.input_size:
+        if resize:
             prediction = _resize_nearest(prediction, size)
         return prediction
 
@@ -143,6 +153,20 @@ def _static_size(shape: Iterable, source: str) -> tuple[int, int]:
     return int(dims[1]), int(dims[2])
 
 
+def _network_size(path: str) -> tuple[int, int]:
+    """The network input size of an any-size export, from the ``metadata.json`` beside it."""
+    metadata = os.path.join(os.path.dirname(os.path.abspath(path)), "metadata.json")
+    try:
+        with open(metadata, encoding="utf-8") as stream:
+            height, width = json.load(stream)["input"]["network_input_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ExportError(
+            f"{path}: takes any image size, but {metadata} (written by export.py beside it) is "
+            "missing or has no input.network_input_size; keep it beside the graph."
+        ) from None
+    return int(height), int(width)
+
+
 class ModelSegmenter(Segmenter):
     """The deploy graph traced around a restored model (what ``export.py`` would freeze).
 
@@ -153,6 +177,8 @@ class ModelSegmenter(Segmenter):
       description: for logs.
       jit_compile: compile the deploy graph with XLA (optional; slower on a CPU).
     """
+
+    any_size = True
 
     def __init__(
         self,
@@ -167,9 +193,15 @@ class ModelSegmenter(Segmenter):
         self._serve = build_serving_function(
             model, (None, *input_shape[1:]), pad_to_shape, jit_compile=jit_compile
         )
+        # Other sizes: the SavedModel's in-graph resizing, so both give the same ids.
+        self._serve_any_size = build_any_size_function(
+            model, (None, *input_shape[1:]), pad_to_shape, jit_compile=jit_compile
+        )
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        return self._serve(tf.constant(batch))[OUTPUT_NAME].numpy()
+        fixed = tuple(batch.shape[1:3]) == self.input_size
+        serve = self._serve if fixed else self._serve_any_size
+        return serve(tf.constant(batch))[OUTPUT_NAME].numpy()
 
 
 class FrozenGraphSegmenter(Segmenter):
@@ -197,8 +229,13 @@ class FrozenGraphSegmenter(Segmenter):
                 f"--model_path {path!r}: the graph has no {INPUT_NAME!r} or {OUTPUT_NAME!r} "
                 f"node ({error}); export it with export.py."
             ) from None
+        shape = inputs.shape.as_list()
+        # export.py --dynamic_input_size: the graph resizes; metadata.json names its network size.
+        self.any_size = len(shape) == 4 and shape[1] is None
+        if self.any_size:
+            shape = [None, *_network_size(path), 3]
         super().__init__(
-            _static_size(inputs.shape.as_list(), path),
+            _static_size(shape, path),
             outputs.dtype == tf.uint8,
             num_classes,
             path,
@@ -227,8 +264,15 @@ class SavedModelSegmenter(Segmenter):
                 f"{INPUT_NAME!r} to {OUTPUT_NAME!r}; export it with export.py."
             )
         output_spec = signature.structured_outputs[OUTPUT_NAME]
+        shape = specs[INPUT_NAME].shape.as_list()
+        # An any-size serving_default (export.py since issue 12): the network's size is the
+        # fixed-size signature's.
+        self.any_size = shape[1] is None and FIXED_SIGNATURE_KEY in loaded.signatures
+        if self.any_size:
+            fixed = loaded.signatures[FIXED_SIGNATURE_KEY].structured_input_signature[1]
+            shape = fixed[INPUT_NAME].shape.as_list()
         super().__init__(
-            _static_size(specs[INPUT_NAME].shape.as_list(), path),
+            _static_size(shape, path),
             output_spec.dtype == tf.uint8,
             num_classes,
             path,
@@ -271,26 +315,38 @@ def open_exported(
     num_classes: int | None = None,
     input_shape: str | Sequence | None = None,
     num_threads: int | None = None,
+    runtime: str | None = None,
 ) -> Segmenter:
     """The segmenter of an exported model file or directory, chosen by its type.
 
     Args:
-      model_path: ``frozen_inference_graph.pb``, a SavedModel directory or a ``.tflite`` file.
+      model_path: ``frozen_inference_graph.pb``, a SavedModel directory, a ``.tflite`` or an
+        ``.onnx`` file.
       num_classes: the model's class count when known (from its config), else None.
       input_shape: if given (``H,W,3`` or ``N,H,W,3``), it must match the exported input.
-      num_threads: TFLite interpreter threads (None: its default).
+      num_threads: TFLite, ONNX Runtime or OpenVINO threads (None: the runtime's default).
+      runtime: for an ``.onnx`` file, ``onnxruntime`` (the default) or ``openvino``.
 
     Raises:
-      ExportError: the path is missing, of an unknown type, not loadable, or its input size
-        differs from ``input_shape``.
+      ExportError: the path is missing, of an unknown type, not loadable, its runtime is not
+        installed, or its input size differs from ``input_shape``.
     """
+    from core.deploy import onnx_segmenters  # its runtimes are imported only when used
+
+    if runtime and not model_path.endswith(onnx_segmenters.ONNX_SUFFIX):
+        raise ExportError(
+            f"--runtime {runtime} applies to .onnx models only; --model_path {model_path!r} "
+            "runs with TensorFlow (leave --runtime out, or pass the export's model.onnx)."
+        )
     if os.path.isdir(model_path):
         segmenter: Segmenter = SavedModelSegmenter(model_path, num_classes)
     elif not os.path.isfile(model_path):
         raise ExportError(
             f"--model_path {model_path!r} not found; pass frozen_inference_graph.pb, a "
-            "saved_model directory or a .tflite file written by export.py."
+            "saved_model directory, a .tflite or a .onnx file written by export.py."
         )
+    elif model_path.endswith(onnx_segmenters.ONNX_SUFFIX):
+        segmenter = onnx_segmenters.open_onnx(model_path, runtime, num_classes, num_threads)
     elif model_path.endswith(TFLITE_SUFFIX):
         segmenter = TFLiteSegmenter(model_path, num_classes, num_threads)
     elif model_path.endswith(GRAPH_SUFFIX):
@@ -298,7 +354,7 @@ def open_exported(
     else:
         raise ExportError(
             f"--model_path {model_path!r}: unknown model type; expected a .pb frozen graph, a "
-            "SavedModel directory or a .tflite file."
+            "SavedModel directory, a .tflite or a .onnx file."
         )
     if input_shape:
         wanted = parse_input_shape(input_shape)[1:3]

@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from core.deploy.deploy_graph import INPUT_NAME, OUTPUT_NAME, SCORES_NAME, SIGNATURE_KEY
+
 # Images used to measure the int8 model's agreement with the float graph after conversion.
 REPORT_IMAGES = 4
 
@@ -35,10 +37,28 @@ class TFLiteConversionError(RuntimeError):
     """The TFLite converter rejected the graph; the message carries the converter's reason."""
 
 
+def named_outputs(frozen):
+    """The frozen function behind one whose outputs are a dict keyed by the deploy names.
+
+    A frozen function returns a flat list, which the converter names ``output_0``, ...; this
+    wrapper's dict keys (``predictions``, ``scores``) become the TFLite signature's output names
+    and its input spec's name (``inputs``) the input name, as in the SavedModel.
+    """
+    (inputs,) = frozen.inputs
+    # The deploy graph's outputs are a dict; freezing flattens it in sorted-key order.
+    names = [OUTPUT_NAME, SCORES_NAME][: len(frozen.outputs)]
+
+    @tf.function(input_signature=[tf.TensorSpec(inputs.shape, inputs.dtype, INPUT_NAME)])
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return dict(zip(names, tf.nest.flatten(frozen(images)), strict=True))
+
+    return serve.get_concrete_function()
+
+
 def _converter(frozen) -> tf.lite.TFLiteConverter:
     # An empty trackable: the frozen function has no variables, and passing one keeps the
     # converter on its current code path (None is deprecated).
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen], tf.Module())
+    return tf.lite.TFLiteConverter.from_concrete_functions([named_outputs(frozen)], tf.Module())
 
 
 def convert_float(frozen) -> bytes:
@@ -153,13 +173,28 @@ def make_interpreter(model: bytes | str, num_threads: int | None = None, delegat
     return interpreter
 
 
+def tensor_detail(interpreter, name: str = OUTPUT_NAME) -> dict:
+    """The detail dict of a signature input or output by name (``inputs``, ``predictions``,
+    ``scores``); a model exported before the names were set has one input and one output
+    (``output_0``), which are returned for ``inputs`` and ``predictions``."""
+    signatures = interpreter.get_signature_list()
+    if SIGNATURE_KEY in signatures:
+        runner = interpreter.get_signature_runner(SIGNATURE_KEY)
+        for details in (runner.get_input_details(), runner.get_output_details()):
+            if name in details:
+                return details[name]
+    if name == INPUT_NAME:
+        return interpreter.get_input_details()[0]
+    return interpreter.get_output_details()[0]
+
+
 def run_interpreter(interpreter, images: np.ndarray) -> np.ndarray:
-    """Runs a deploy-graph interpreter on uint8 [1, H, W, 3] images; returns its output."""
-    input_detail = interpreter.get_input_details()[0]
-    output_detail = interpreter.get_output_details()[0]
-    interpreter.set_tensor(input_detail["index"], np.asarray(images, dtype=np.uint8))
+    """Runs a deploy-graph interpreter on uint8 [1, H, W, 3] images; returns ``predictions``."""
+    interpreter.set_tensor(
+        tensor_detail(interpreter, INPUT_NAME)["index"], np.asarray(images, dtype=np.uint8)
+    )
     interpreter.invoke()
-    return interpreter.get_tensor(output_detail["index"])
+    return interpreter.get_tensor(tensor_detail(interpreter)["index"])
 
 
 def frozen_output(frozen, images: np.ndarray) -> np.ndarray:

@@ -119,6 +119,11 @@ def measure_latency(model, input_size: Sequence[int], runs: int) -> latency.Late
     Returns:
       The :class:`core.analysis.latency.LatencyStats` of the timed runs.
     """
+    return latency.measure(_forward_call(model, input_size), warmup=LATENCY_WARMUP, runs=runs)
+
+
+def _forward_call(model, input_size: Sequence[int]):
+    """A callable running one traced batch-1 forward pass of ``model`` to completion."""
     height, width = input_size
     signature = [tf.TensorSpec([1, height, width, 3], tf.float32)]
 
@@ -128,13 +133,21 @@ def measure_latency(model, input_size: Sequence[int], runs: int) -> latency.Late
             return model.predict(model.preprocess(images), training=False)["logits"]
 
     images = tf.random.stateless_uniform([1, height, width, 3], (0, 1), 0.0, 255.0)
-    return latency.measure(lambda: forward(images).numpy(), warmup=LATENCY_WARMUP, runs=runs)
+    return lambda: forward(images).numpy()
 
 
 def latency_report(model, pruned, size: tuple[int, int], runs: int) -> dict:
-    """Latency of the original and the pruned model, as summary entries (and a log line)."""
-    before = measure_latency(model, size, runs)
-    after = measure_latency(pruned, size, runs)
+    """Latency of the original and the pruned model, as summary entries (and a log line).
+
+    The two are timed round-robin (:func:`core.analysis.latency.measure_interleaved`), so
+    that load from other processes cannot make the pruned model look slower than its parent.
+    """
+    stats = latency.measure_interleaved(
+        {"before": _forward_call(model, size), "after": _forward_call(pruned, size)},
+        warmup=LATENCY_WARMUP,
+        runs=runs,
+    )
+    before, after = stats["before"], stats["after"]
     report = {
         "latency_input_size": list(size),
         "latency_runs": runs,

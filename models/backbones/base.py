@@ -40,6 +40,8 @@ class Backbone(keras.layers.Layer):
     late_endpoints: tuple[str, ...]
     # Segments run under tf.recompute_grad (gradient checkpointing); set by the model.
     recompute_scopes: frozenset[str] = frozenset()
+    # Runs of steps recomputed as one segment (models.recompute.run_chain); set by the model.
+    recompute_groups: frozenset[tuple[str, ...]] = frozenset()
 
     def call_early(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Early stage: preprocessed images [b, H, W, 3] -> [b, ~H/8, ~W/8, c_early]."""
@@ -70,6 +72,10 @@ class Backbone(keras.layers.Layer):
 
     def recompute_segments(self) -> tuple[str, ...]:
         """Scopes of the sub-blocks that can be recomputed in backprop (none by default)."""
+        return ()
+
+    def recompute_chains(self) -> tuple[tuple[str, ...], ...]:
+        """Chains of steps whose consecutive runs can be recomputed (none by default)."""
         return ()
 
     # -- pruning structure (see models.segmentation_model) -----------------------------------

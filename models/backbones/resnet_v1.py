@@ -26,7 +26,7 @@ import tensorflow as tf
 from models.backbones.base import Backbone
 from models.hyperparams import ConvHyperparams, slim_resnet_hyperparams
 from models.layers.conv_bn import ConvBN
-from models.recompute import run_segment
+from models.recompute import run_chain
 from models.registry import BACKBONES
 from models.widths import WidthResolver
 
@@ -194,13 +194,14 @@ class DilatedResNet50(Backbone):
             self.units.extend(units)
 
     def _run_block(self, index: int, x: tf.Tensor, training: bool) -> tf.Tensor:
-        def block(x: tf.Tensor) -> tf.Tensor:
-            for unit in self.units[self._block_slices[index]]:
-                x = unit(x, training=training)
-            return x
+        steps = [
+            (self._unit_scope(unit), lambda y, unit=unit: unit(y, training=training))
+            for unit in self.units[self._block_slices[index]]
+        ]
+        return run_chain(steps, x, self.recompute_groups)
 
-        scope = self._block_scope(index)
-        return run_segment(block, x, recompute=scope in self.recompute_scopes)
+    def _unit_scope(self, unit: Bottleneck) -> str:
+        return unit.conv1.scope.rsplit("/", 2)[0]  # <prefix>/blockN/unit_M
 
     def _block_scope(self, index: int) -> str:
         return f"{self.scope_prefix}/block{index + 1}"
@@ -209,10 +210,21 @@ class DilatedResNet50(Backbone):
         """The four blocks, e.g. ``SharedFeatureExtractor/resnet_v1_50/block1``."""
         return tuple(self._block_scope(index) for index in range(len(BLOCKS)))
 
+    def recompute_chains(self) -> tuple[tuple[str, ...], ...]:
+        """The root (``<prefix>/conv1`` with pool1), then the units of each block."""
+        blocks = tuple(
+            tuple(self._unit_scope(unit) for unit in self.units[block_slice])
+            for block_slice in self._block_slices
+        )
+        return ((self.root.scope,), *blocks)
+
     def call_early(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Root and block1: [b, H, W, 3] -> [b, ~H/8, ~W/8, 256 * filter_scale]."""
-        x = self.root(images, training=training)
-        x = self.pool(x)
+        x = run_chain(
+            [(self.root.scope, lambda y: self.pool(self.root(y, training=training)))],
+            images,
+            self.recompute_groups,
+        )
         return self._run_block(0, x, training)
 
     def call_late(self, features: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:

@@ -30,6 +30,8 @@ def test_export_writes_every_file_and_a_summary(exported):
         [
             "export_summary.json",
             "frozen_inference_graph.pb",
+            "labels.txt",
+            "metadata.json",
             "model.ckpt.data-00000-of-00001",
             "model.ckpt.index",
             "model_float32.tflite",
@@ -78,8 +80,8 @@ def test_bad_inputs_give_clear_errors(exported, tmp_path):
         export_inference_graph(config, checkpoint, str(tmp_path), "-1,-1,-1,3")
     with pytest.raises(ExportError, match="not a comma-separated list"):
         export_inference_graph(config, checkpoint, str(tmp_path), "96x128x3")
-    with pytest.raises(ExportError, match="unknown \\['onnx'\\]"):
-        export_inference_graph(config, checkpoint, str(tmp_path), "96,128,3", formats=["onnx"])
+    with pytest.raises(ExportError, match="unknown \\['tensorrt'\\]"):
+        export_inference_graph(config, checkpoint, str(tmp_path), "97,129,3", formats=["tensorrt"])
     with pytest.raises(ExportError, match="64x64 is too small.*at least 97x97"):
         exporter.build_serving_function(exported.model, (None, 64, 64, 3))
     with pytest.raises(ExportError, match="tflite_int8 needs calibration images"):

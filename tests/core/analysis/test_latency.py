@@ -41,11 +41,37 @@ def test_peak_rss_of_a_child_is_its_own_not_its_parents():
     from core.training import train_progress
 
     block = np.ones(1024 * 1024 * 1024 // 8)  # this process now holds over 1 GiB
-    parent = train_progress.peak_rss_bytes()
+    # RSS first: the high-water mark read after it cannot be below it (the other order races
+    # with a page touched between the two reads).
     current = train_progress.proc_status_bytes("VmRSS")
+    parent = train_progress.peak_rss_bytes()
     code = "from core.training.train_progress import peak_rss_bytes; print(peak_rss_bytes())"
     root = REPO_ROOT
     child = int(subprocess.check_output([sys.executable, "-c", code], cwd=root, text=True))
     del block
     assert current is None or parent >= current
     assert parent - child > 512 * 1024 * 1024, (parent, child)
+
+
+def test_measure_interleaved_rotates_the_order_and_charges_each_callable():
+    order = []
+    now = [0.0]
+    # Each call of "a" lasts 10 ms and of "b" 30 ms, by a clock that only the calls advance.
+    cost = {"a": 0.010, "b": 0.030}
+
+    def call(name):
+        def fn():
+            order.append(name)
+            now[0] += cost[name]
+
+        return fn
+
+    stats = latency.measure_interleaved(
+        {"a": call("a"), "b": call("b")}, warmup=1, runs=3, clock=lambda: now[0]
+    )
+    # One warm-up call each, then rounds a-b, b-a, a-b.
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert stats["a"].median_ms == pytest.approx(10.0) and stats["a"].runs == 3
+    assert stats["b"].median_ms == pytest.approx(30.0) and stats["b"].warmup == 1
+    with pytest.raises(ValueError, match="runs >= 1"):
+        latency.measure_interleaved({"a": call("a")}, runs=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -67,11 +68,18 @@ def test_frozen_graph_has_the_original_node_names(exported):
 
 def test_saved_model_serving_signature(exported):
     loaded = tf.saved_model.load(os.path.join(exported.output_dir, "saved_model"))
-    signature = loaded.signatures["serving_default"]
+    # The export's fixed size is the serving_fixed_size signature's; serving_default takes any
+    # size (tests/core/deploy/test_serving_input_size.py).
+    signature = loaded.signatures["serving_fixed_size"]
     spec = signature.structured_input_signature[1]["inputs"]
     assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, 96, 128, 3]
     output = signature(inputs=tf.constant(exported.images[0][None]))["predictions"]
     assert output.dtype == tf.int32 and output.shape == (1, 96, 128, 1)
+    any_size = loaded.signatures["serving_default"]
+    spec = any_size.structured_input_signature[1]["inputs"]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, None, None, 3]
+    same = any_size(inputs=tf.constant(exported.images[0][None]))["predictions"]
+    np.testing.assert_array_equal(same.numpy(), output.numpy())
 
 
 # --------------------------------------------------------------------------- options

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Uniform vs latency-targeted pruning of the two-stage recipe's ICNet (docs/compression.md),
+# on the synthetic street scenes, on this CPU:
+#
+#   uniform   compress.py --compression_factor 0.5 (ICNet 0.5 -> 0.25), measure its latency L
+#   targeted  compress.py --target_latency_ms L (the same measured latency), NetAdapt search
+#   both      fine-tuned the same --finetune_steps, evaluated, latency measured again
+#
+# It starts from the stage 1 checkpoint of examples/two_stage_synthetic.sh: pass that script's
+# --output folder as --from (default two_stage_output/). Everything lands under --output
+# (default latency_targeted_output/): uniform/ and targeted/ (pruned models, search trace,
+# latency_search.png), *_finetune/{train,eval}/, and summary.md with the table of the docs.
+#
+# Usage: examples/latency_targeted_synthetic.sh [--from DIR] [--output DIR]
+#            [--finetune_steps N] [--search_steps N] [--granularity group|block]
+# The Python interpreter is $PYTHON, else .venv/bin/python when it exists, else python.
+
+set -euo pipefail
+
+usage() {
+  sed -n '2,/^# The Python/p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+FROM="two_stage_output"
+OUTPUT="latency_targeted_output"
+FINETUNE_STEPS=200
+SEARCH_STEPS=4
+GRANULARITY=block
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --from) FROM="${2:?$1 needs a value}"; shift 2 ;;
+    --output) OUTPUT="${2:?$1 needs a value}"; shift 2 ;;
+    --finetune_steps) FINETUNE_STEPS="${2:?$1 needs a value}"; shift 2 ;;
+    --search_steps) SEARCH_STEPS="${2:?$1 needs a value}"; shift 2 ;;
+    --granularity) GRANULARITY="${2:?$1 needs a value}"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+for value in "$FINETUNE_STEPS" "$SEARCH_STEPS"; do
+  if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: steps must be positive integers, got '$value'" >&2
+    exit 2
+  fi
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+STAGE1="$FROM/icnet_stage_1/train"
+CHECKPOINT="$(ls "$STAGE1"/model.ckpt-*.index 2>/dev/null | sort -V | tail -1)"
+if [[ -z "$CHECKPOINT" || ! -f "$STAGE1/pipeline.config" ]]; then
+  echo "error: no stage 1 checkpoint in $STAGE1; run examples/two_stage_synthetic.sh first" \
+    "(or pass its --output as --from)" >&2
+  exit 2
+fi
+CHECKPOINT="${CHECKPOINT%.index}"
+SIZE=256,512
+DATA="$FROM/data"
+mkdir -p "$OUTPUT"
+TIMES="$OUTPUT/stage_seconds.txt"
+: > "$TIMES"
+
+run_stage() {
+  local name="$1"
+  shift
+  local started=$SECONDS
+  echo "==== $name: $*"
+  "$@"
+  echo "$name $((SECONDS - started))" >> "$TIMES"
+}
+
+data_override() {
+  printf 'train_input_reader { tf_record_input_reader { input_path: "%s" } } ' \
+    "$DATA/synthetic_train.record*"
+  printf 'eval_input_reader { tf_record_input_reader { input_path: "%s" } } ' \
+    "$DATA/synthetic_val.record*"
+  printf 'eval_config { num_examples: 50 }'
+}
+
+finetune_and_eval() {  # NAME PRUNED_DIR
+  local config="$2/pipeline.config"
+  run_stage "$1_finetune" "$PYTHON" train.py --config_path "$config" \
+    --logdir "$OUTPUT/$1_finetune/train" --seed 0 --config_override "$(data_override)" \
+    --config_override "train_config { num_steps: $FINETUNE_STEPS fine_tune_checkpoint: \
+\"$2/pruned_model.ckpt\" fine_tune_checkpoint_type: \"segmentation\" }"
+  "$PYTHON" eval.py --config_path "$config" --config_override "$(data_override)" \
+    --train_dir "$OUTPUT/$1_finetune/train" --eval_dir "$OUTPUT/$1_finetune/eval" \
+    --evaluate_all_from_checkpoint "model.ckpt-$FINETUNE_STEPS"
+}
+
+run_stage uniform_compress "$PYTHON" compress.py --input_checkpoint "$CHECKPOINT" \
+  --config_path "$STAGE1/pipeline.config" --output_dir "$OUTPUT/uniform" \
+  --compression_factor 0.5 --flops_input_size "$SIZE" --latency_input_size "$SIZE" \
+  --latency_runs 10
+TARGET="$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["latency_after_ms"])' \
+  "$OUTPUT/uniform/compression_summary.json")"
+run_stage targeted_compress "$PYTHON" compress.py --input_checkpoint "$CHECKPOINT" \
+  --config_path "$STAGE1/pipeline.config" --output_dir "$OUTPUT/targeted" \
+  --target_latency_ms "$TARGET" --latency_input_size "$SIZE" --latency_runs 10 \
+  --flops_input_size "$SIZE" --search_steps "$SEARCH_STEPS" --search_granularity "$GRANULARITY" \
+  --search_eval_batches 10 --search_recalibrate_batches 5 \
+  --latency_table_dir "$OUTPUT/latency_tables"
+finetune_and_eval uniform "$OUTPUT/uniform"
+finetune_and_eval targeted "$OUTPUT/targeted"
+
+# Both fine-tuned models timed in one interleaved run (the machine's load moves the figures).
+"$PYTHON" - "$OUTPUT" "$SIZE" "$FINETUNE_STEPS" <<'PY'
+import json
+import os
+import sys
+
+from builders import config_util
+from core.analysis import latency_model
+from core.pruning import compression
+from runners.common import load_model
+
+out, size, steps = sys.argv[1], [int(n) for n in sys.argv[2].split(",")], sys.argv[3]
+models = {}
+for name in ("uniform", "targeted"):
+    config = config_util.load_pipeline_config(os.path.join(out, name, "pipeline.config"))
+    models[name], _ = load_model(config, os.path.join(out, f"{name}_finetune", "train"))
+times = {name: [] for name in models}
+for _ in range(3):
+    for name, model in models.items():
+        times[name].append(compression.measure_latency(model, size, 10).median_ms)
+seconds = dict(line.split() for line in open(os.path.join(out, "stage_seconds.txt")))
+search = json.load(open(os.path.join(out, "targeted", "compression_summary.json")))
+found = search["latency_search"]
+lines = [
+    f"| pruned ICNet, fine-tuned {steps} steps | val mIoU (%) | CPU latency at {size} (ms) |",
+    "|---|---|---|",
+]
+for name in models:
+    metrics = json.load(open(os.path.join(out, f"{name}_finetune", "eval", "metrics_latest.json")))
+    median = sorted(times[name])[1]
+    lines.append(f"| {name} | {100 * metrics['miou']:.1f} | {median:.1f} |")
+lines += [
+    "",
+    f"target {found['target_ms']:.1f} ms: predicted {found['predicted_ms']:.1f}, measured "
+    f"{found['measured_ms']:.1f} ms right after the search; search "
+    f"{int(seconds['targeted_compress']) / 60:.1f} min ({found['search_candidates']} candidates, "
+    f"{found['search_steps']} steps); machine {latency_model.machine_key()}",
+]
+text = "\n".join(lines) + "\n"
+open(os.path.join(out, "summary.md"), "w").write(text)
+print(text, end="")
+PY

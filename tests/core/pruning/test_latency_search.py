@@ -1,0 +1,107 @@
+"""The latency search: ties, skips, legal widths, NetAdapt's step rule, unreachable targets.
+
+An additive latency oracle (``fixed + sum(cost[group] * width)``) replaces the measured tables,
+so every expected figure is computed by hand from it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from builders import config_util, model_builder
+from core.pruning import latency_search, surgery
+from core.pruning.pruner import FilterPruner, NodeSpec
+from core.pruning.sensitivity_units import Unit, make_units
+from tests.conftest import TINY_CONFIG
+
+BLOCK1 = "SharedFeatureExtractor/resnet_v1_50/block1/unit_1/bottleneck_v1"
+SKIPPED = "FastPSPModule/Conv"
+
+
+class AdditiveLatency:
+    def __init__(self, fixed, costs):
+        self.fixed, self.costs = fixed, costs
+
+    def predict(self, widths):
+        return self.fixed + sum(c * widths[g] for g, c in self.costs.items())
+
+    def delta(self, widths, changed):
+        return sum(self.costs[g] * (w - widths[g]) for g, w in changed.items())
+
+
+def test_allowed_widths_are_the_full_width_then_multiples():
+    assert latency_search.allowed_widths(10, 4) == [10, 8, 4]
+    assert latency_search.allowed_widths(3, 1) == [3, 2, 1]
+    assert latency_search.allowed_widths(3, 8) == [3]
+    with pytest.raises(ValueError, match="at least 1"):
+        latency_search.allowed_widths(3, 0)
+
+
+@pytest.fixture(scope="module")
+def tied_graph():
+    pipeline = config_util.parse_pipeline_text(TINY_CONFIG.format(train="x", val="y"))
+    model = model_builder.build(pipeline.model)
+    model.build_variables()
+    tie = NodeSpec(target=f"{BLOCK1}/conv2", source=f"{BLOCK1}/conv1", label="test tie")
+    pruner = FilterPruner(1.0, skip_scopes=[SKIPPED], node_specs=[tie])
+    graph = pruner.channel_graph(model)
+    tensors = {name: v.numpy() for name, v in model.named_variables().items()}
+    prunable, _ = pruner.compute_masks(graph, tensors)
+    return model, graph, tensors, {g.name: g.size for g in graph.groups if g.name in prunable}
+
+
+def test_the_search_respects_ties_skips_and_legal_widths(tied_graph):
+    model, graph, tensors, sizes = tied_graph
+    assert graph.group_of[SKIPPED].name not in sizes
+    costs = {g: 0.01 * (i % 5 + 1) for i, g in enumerate(sizes)}
+    oracle = AdditiveLatency(3.0, costs)
+    start = oracle.predict(sizes)
+    target = 3.0 + 0.6 * (start - 3.0)
+    # A fake mIoU that prefers keeping channels of the later groups.
+    order = {g: i for i, g in enumerate(sizes)}
+    scored = []
+
+    def score(widths):
+        scored.append(dict(widths))
+        return sum(order[g] * widths[g] / sizes[g] for g in sizes) / len(sizes)
+
+    units = make_units(model, graph, "group", list(sizes))
+    result = latency_search.search(oracle, units, sizes, target, score, steps=3, width_multiple=2)
+    assert result.predicted_ms == pytest.approx(oracle.predict(result.widths))
+    assert result.predicted_ms <= target + 1e-9
+    assert set(result.widths) == set(sizes)
+    for widths in [result.widths, *scored]:
+        for group, kept in widths.items():
+            assert 1 <= kept <= sizes[group]
+            assert kept == sizes[group] or kept % 2 == 0
+    masks = latency_search.keep_masks(graph, result.widths, tensors)
+    layer_widths = surgery.pruned_widths(graph, masks)
+    assert layer_widths[f"{BLOCK1}/conv1"] == layer_widths[f"{BLOCK1}/conv2"]
+    assert layer_widths[SKIPPED] == graph.group_of[SKIPPED].size
+    for candidate in result.candidates:
+        assert len(candidate.widths) == 1  # one unit (channel group) changes per candidate
+
+
+def test_each_candidate_is_the_largest_width_making_the_steps_cut():
+    sizes = {"a": 10, "b": 8}
+    oracle = AdditiveLatency(1.0, {"a": 1.0, "b": 0.5})  # start: 1 + 10 + 4 = 15 ms
+    units = [Unit("a", ("a",), 10), Unit("b", ("b",), 8)]
+    result = latency_search.search(
+        oracle, units, sizes, 12.0, lambda w: w["b"] / 8.0 + w["a"] / 100.0, steps=1
+    )
+    # The cut is 3 ms: a needs 3 filters fewer (7), b needs 6 fewer (2); b's score prefers a.
+    step1 = {c.unit: c for c in result.candidates if c.step == 1}
+    assert step1["a"].widths == {"a": 7} and step1["a"].predicted_ms == pytest.approx(12.0)
+    assert step1["b"].widths == {"b": 2} and step1["b"].predicted_ms == pytest.approx(12.0)
+    assert result.widths == {"a": 7, "b": 8} and result.steps == 1
+
+
+def test_an_unreachable_target_names_the_closest_reachable_latency():
+    sizes = {"a": 10, "b": 8}
+    oracle = AdditiveLatency(1.0, {"a": 1.0, "b": 0.5})
+    units = [Unit("a", ("a",), 10), Unit("b", ("b",), 8)]
+    # Smallest widths with a multiple of 4: a -> 4 (not 10), b -> 4: 1 + 4 + 2 = 7 ms.
+    with pytest.raises(ValueError, match=r"closest reachable latency is 7\.00 ms"):
+        latency_search.search(oracle, units, sizes, 6.5, lambda w: 0.0, width_multiple=4)
+    with pytest.raises(ValueError, match="not below the unpruned model's 15.00 ms"):
+        latency_search.search(oracle, units, sizes, 20.0, lambda w: 0.0)

@@ -1,0 +1,57 @@
+"""Quiet consoles: TensorFlow's start-up chatter only with --verbose, every line printed once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from runners.quiet_logs import verbose_requested
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# What TensorFlow 2.21 prints from C++ when it is imported (each start-up line twice).
+CHATTER = ("absl::InitializeLog()", "oneDNN custom operations are on")
+
+
+def test_verbose_is_read_before_the_flags_are_parsed():
+    assert verbose_requested(["x.py", "--verbose"])
+    assert verbose_requested(["x.py", "-verbose=true"])
+    assert not verbose_requested(["x.py", "--verbose", "--noverbose"])
+    assert not verbose_requested(["x.py", "--verbose=false", "--config_path=a"])
+    assert not verbose_requested(["x.py", "--verbosity=1", "--", "--verbose"])
+
+
+def _eval(config: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    # The real default: no TF_CPP_MIN_LOG_LEVEL from the test environment.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    command = [
+        sys.executable,
+        "eval.py",
+        f"--config_path={config}",
+        f"--train_dir={tmp_path}/no_train_dir",
+        f"--eval_dir={tmp_path}/eval",
+        "--evaluate_all_from_checkpoint=model.ckpt-5",
+        *extra,
+    ]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_tensorflow_chatter_only_with_verbose(tiny_config_path, tmp_path):
+    # The failure comes after TensorFlow is imported (the checkpoint folder is looked up).
+    with ThreadPoolExecutor(2) as pool:
+        quiet, verbose = pool.map(
+            lambda extra: _eval(tiny_config_path, tmp_path, *extra), [(), ("--verbose",)]
+        )
+    output = quiet.stdout + quiet.stderr
+    assert quiet.returncode == 1, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines == [line for line in lines if lines.count(line) == 1], output  # once each
+    assert not [line for line in lines if any(text in line for text in CHATTER)], output
+    assert "Traceback" not in output
+    assert lines[-1].startswith("eval.py: error: train_dir"), output
+    assert verbose.returncode == 1
+    for text in CHATTER:
+        assert text in verbose.stderr, verbose.stderr
+    assert "Traceback" in verbose.stderr
