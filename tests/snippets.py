@@ -1,4 +1,5 @@
-"""Running a Python snippet in a child process (one tf.distribute strategy per process)."""
+"""Test helpers: a Python snippet in a child process (one tf.distribute strategy per process),
+and reading a video back."""
 
 from __future__ import annotations
 
@@ -23,3 +24,19 @@ def run_json_snippet(script: str, timeout: float = 120):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def read_video(path: str) -> tuple[list, float]:
+    """Every frame of a video file (BGR uint8 [H, W, 3] arrays) and its frame rate, by OpenCV."""
+    import cv2
+
+    capture = cv2.VideoCapture(path)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames, fps

@@ -19,6 +19,7 @@ from core.deploy.deploy_graph import ExportError
 from core.deploy.inference_runner import InferenceError
 from runners.inference import load_segmenter
 from tests.runners.export_fixtures import HEIGHT, WIDTH, exported_model, reference_ids
+from tests.snippets import read_video
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_FILES = {
@@ -139,14 +140,7 @@ def test_inference_script_on_a_video_with_tflite(exported, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "0 image(s), 3 frame(s)" in done.stdout
-    capture = cv2.VideoCapture(str(output / "clip.mp4"))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames, _ = read_video(str(output / "clip.mp4"))
     assert len(frames) == 3 and frames[0].shape == (HEIGHT, WIDTH, 3)  # blended: image size
     assert os.listdir(output) == ["clip.mp4"]  # no temporary file left
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from benchmarks import train_bench, training_tables, video_bench
 from benchmarks.models import ICNET_CONFIG
+from tests.snippets import read_video
 
 CASE = train_bench.TrainCase(
     "train.py",
@@ -107,15 +107,8 @@ def test_memory_table_compares_each_script_with_train_py():
 
 def test_generated_video_has_the_frames_size_and_rate_asked_for(tmp_path):
     path = video_bench.write_test_video(str(tmp_path / "v.mp4"), (32, 64), 5, fps=12.0)
-    capture = cv2.VideoCapture(path)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    assert capture.get(cv2.CAP_PROP_FPS) == 12.0
-    capture.release()
+    frames, fps = read_video(path)
+    assert fps == 12.0
     assert len(frames) == 5 and frames[0].shape == (32, 64, 3)
     # The square moves: consecutive frames differ.
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 100

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
-from builders import config_util, losses_builder, model_builder
-from core.training.train_step import TrainStep
-from models import recompute
 from models.recompute_plan import measured_groups, plan_groups, profile
+from tests.runners import recompute_check
 
 
 @pytest.fixture(scope="module")
 def gradients_setup(config_path):
-    config = config_util.load_pipeline_config(config_path)
-    tf.keras.utils.set_random_seed(3)
-    model = model_builder.build(config.model)
-    model.build_variables()
-    loss_fn = losses_builder.build(config.model.icnet, model.output_specs(training=True))
-    step = TrainStep(
-        model, loss_fn, None, model.trainable_variables, tf.distribute.get_strategy(), None
-    )
-    images = tf.random.stateless_uniform([2, 97, 97, 3], [5, 6], 0.0, 255.0)
-    labels = tf.random.stateless_uniform([2, 97, 97, 1], [7, 8], 0, 19, tf.int32)
-    initial = [v.numpy() for v in model.variables]
-
-    def run():
-        for variable, value in zip(model.variables, initial, strict=True):
-            variable.assign(value)
-        losses, gradients = step.gradients(images, labels)
-        statistics = [v.numpy() for v in model.non_trainable_variables]
-        return float(losses["total"]), [g.numpy() for g in gradients], statistics
-
+    model, run = recompute_check.gradient_run(config_path)
     model.set_recompute_groups([])
     return model, run, run()
 
@@ -55,14 +33,7 @@ def test_profile_counts_each_step_by_its_tensor_shapes(gradients_setup):
 def test_sqrt_plan_gives_the_gradients_of_plain_training(gradients_setup, monkeypatch):
     model, run, plain = gradients_setup
     plan = "sqrt"
-    reruns = []
-
-    class CountingScope(recompute.keras.StatelessScope):
-        def __enter__(self):
-            reruns.append(1)
-            return super().__enter__()
-
-    monkeypatch.setattr(recompute.keras, "StatelessScope", CountingScope)
+    reruns = recompute_check.count_recomputations(monkeypatch)
     groups = model.set_recompute_groups(plan_groups(model, plan, (97, 97)))
     steps = [s for chain in model.recompute_chains() for s in chain]
     assert [s for group in groups for s in group] == steps  # every step, in runs
@@ -72,8 +43,4 @@ def test_sqrt_plan_gives_the_gradients_of_plain_training(gradients_setup, monkey
     finally:
         model.set_recompute_groups([])
     assert len(reruns) == len(groups)  # every group was recomputed once in backprop
-    assert checkpointed[0] == pytest.approx(plain[0], abs=1e-6)
-    for a, b in zip(checkpointed[1], plain[1], strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    for a, b in zip(checkpointed[2], plain[2], strict=True):  # BN statistics moved once
-        np.testing.assert_allclose(a, b, atol=1e-6)
+    recompute_check.assert_same_step(checkpointed, plain)  # BN statistics moved once

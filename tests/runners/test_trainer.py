@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from builders import config_util, losses_builder, model_builder
+from builders import config_util, model_builder
 from core.checkpoints import checkpoint_utils
 from core.data.standard_fields import CITYSCAPES_PALETTE
 from core.training import summaries
-from core.training.train_step import TrainStep
 from models import ICNet, PSPNet, recompute
 from runners import trainer
+from tests.runners import recompute_check
 
 # run_functions_eagerly does not apply to tf.data functions; TF says so on every run.
 pytestmark = [
@@ -203,34 +203,9 @@ def test_user_errors(reference, tiny_config_path, tmp_path):
 
 
 def test_recompute_gradients_equal_plain(config_path, monkeypatch):
-    config = config_util.load_pipeline_config(config_path)
-    tf.keras.utils.set_random_seed(3)
-    model = model_builder.build(config.model)
-    model.build_variables()
-    loss_fn = losses_builder.build(config.model.icnet, model.output_specs(training=True))
-    step = TrainStep(
-        model, loss_fn, None, model.trainable_variables, tf.distribute.get_strategy(), None
-    )
-    images = tf.random.stateless_uniform([2, 97, 97, 3], [5, 6], 0.0, 255.0)
-    labels = tf.random.stateless_uniform([2, 97, 97, 1], [7, 8], 0, 19, tf.int32)
-    initial = [v.numpy() for v in model.variables]
-
-    def run():
-        for variable, value in zip(model.variables, initial, strict=True):
-            variable.assign(value)
-        losses, gradients = step.gradients(images, labels)
-        statistics = [v.numpy() for v in model.non_trainable_variables]
-        return float(losses["total"]), [g.numpy() for g in gradients], statistics
-
+    model, run = recompute_check.gradient_run(config_path)
     plain = run()
-    reruns = []
-
-    class CountingScope(recompute.keras.StatelessScope):
-        def __enter__(self):
-            reruns.append(1)
-            return super().__enter__()
-
-    monkeypatch.setattr(recompute.keras, "StatelessScope", CountingScope)
+    reruns = recompute_check.count_recomputations(monkeypatch)
     selected = model.set_recompute_scopes(model.default_recompute_scopes())
     assert selected == (
         "SharedFeatureExtractor/resnet_v1_50/block1",
@@ -243,12 +218,8 @@ def test_recompute_gradients_equal_plain(config_path, monkeypatch):
     )
     checkpointed = run()
     assert len(reruns) == len(selected)  # every segment was recomputed in backprop
-    assert checkpointed[0] == pytest.approx(plain[0], abs=1e-6)
-    for a, b in zip(checkpointed[1], plain[1], strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
     # The recomputation does not move the BN statistics a second time.
-    for a, b in zip(checkpointed[2], plain[2], strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+    recompute_check.assert_same_step(checkpointed, plain)
 
 
 def test_recompute_scope_names():

@@ -12,6 +12,7 @@ import pytest
 
 from core.deploy import inference_runner, video_pipeline
 from core.deploy.segmenters import Segmenter
+from tests.snippets import read_video
 
 cv2 = pytest.importorskip("cv2")
 
@@ -43,19 +44,6 @@ def video(tmp_path_factory) -> str:
     return path
 
 
-def _read(path: str) -> tuple[list[np.ndarray], float]:
-    capture = cv2.VideoCapture(path)
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames, fps
-
-
 def test_label_frames_come_out_in_order(video, tmp_path):
     segmenter = BrightnessSegmenter()
     report = inference_runner.run_inference(
@@ -74,7 +62,7 @@ def test_label_frames_come_out_in_order(video, tmp_path):
 
 def test_video_keeps_order_and_frame_rate(video, tmp_path):
     report = inference_runner.run_inference(BrightnessSegmenter(), video, str(tmp_path), warmup=0)
-    frames, fps = _read(str(tmp_path / "clip.mp4"))
+    frames, fps = read_video(str(tmp_path / "clip.mp4"))
     assert report.outputs == [str(tmp_path / "clip.mp4")]
     assert fps == pytest.approx(FPS)
     assert len(frames) == FRAMES
