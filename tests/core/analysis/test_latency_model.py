@@ -15,33 +15,9 @@ from builders import config_util, model_builder
 from core.analysis import latency_model
 from core.pruning.dependency import build_channel_graph
 from tests.conftest import TINY_CONFIG
+from tests.core.analysis.latency_oracle import FIXED, OracleTimer
 
-A, B, FIXED = 1e-3, 0.05, 2.0
 SIZE = (97, 97)
-
-
-class OracleTimer:
-    name = "oracle"
-
-    def __init__(self):
-        self.layer_calls = 0
-        self.model_calls = 0
-
-    def time_layer(self, layer, in_channels, out_channels):
-        self.layer_calls += 1
-        return A * layer.kernel_size**2 * in_channels * out_channels + B
-
-    def time_model(self, model, input_size):
-        self.model_calls += 1
-        variables = model.named_variables()
-        aux = set(model.aux_scopes())
-        total = FIXED
-        for scope in model.named_layers():
-            if scope in aux:
-                continue
-            kh, _, cin, cout = variables[f"{scope}/weights"].shape
-            total += A * kh * kh * cin * cout + B
-        return total
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,39 @@
+"""A deterministic stand-in for the CPU timer of the latency model (tests only).
+
+It charges each conv ``A * k^2 * cin * cout + B`` milliseconds and a whole model ``FIXED`` plus
+the same charge for every conv it has, computed from the built model's kernels (not from the
+latency model's own wiring). The cost is bilinear in the channel counts, so the latency model's
+bilinear interpolation is exact and its prediction of any model inside the grid must equal
+``time_model`` of that model: an independent oracle that no machine load can move.
+"""
+
+from __future__ import annotations
+
+A, B, FIXED = 1e-3, 0.05, 2.0
+
+
+class OracleTimer:
+    """Implements the latency model's timer interface (``name``, ``time_layer``, ``time_model``)."""
+
+    name = "oracle"
+    statistic = "oracle"
+
+    def __init__(self, **_unused):
+        self.layer_calls = 0
+        self.model_calls = 0
+
+    def time_layer(self, layer, in_channels: int, out_channels: int) -> float:
+        self.layer_calls += 1
+        return A * layer.kernel_size**2 * in_channels * out_channels + B
+
+    def time_model(self, model, input_size) -> float:
+        self.model_calls += 1
+        variables = model.named_variables()
+        aux = set(model.aux_scopes())
+        total = FIXED
+        for scope in model.named_layers():
+            if scope in aux:
+                continue
+            kh, _, cin, cout = variables[f"{scope}/weights"].shape
+            total += A * kh * kh * cin * cout + B
+        return total
