@@ -26,9 +26,8 @@
 
 set -euo pipefail
 
-usage() {
-  sed -n '2,/^# The Python/p' "$0" | sed 's/^# \{0,1\}//'
-}
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 OUTPUT="bn_recalibration_output"
 PSPNET_STEPS=100
@@ -46,37 +45,16 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-for value in "$PSPNET_STEPS" "$STAGE1_STEPS" "$NUM_BATCHES"; do
-  if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
-    echo "error: steps and --num_batches must be positive integers, got '$value'" >&2
-    exit 2
-  fi
-done
-if ! [[ "$SEED" =~ ^[0-9]+$ ]]; then
-  echo "error: --seed must be a non-negative integer, got '$SEED'" >&2
-  exit 2
-fi
+require_positive "steps and --num_batches" "$PSPNET_STEPS" "$STAGE1_STEPS" "$NUM_BATCHES"
+require_seed "$SEED"
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
-fi
+enter_repo "${BASH_SOURCE[0]}"
 
 CONFIGS=configs/two_stage_synthetic
 DATA="$OUTPUT/data"
 TIMES="$OUTPUT/stage_seconds.txt"
 mkdir -p "$OUTPUT"
 touch "$TIMES"
-
-run_stage() {
-  local name="$1"
-  shift
-  local started=$SECONDS
-  echo "==== $name: $*"
-  "$@"
-  echo "$name $((SECONDS - started))" >> "$TIMES"
-  echo "==== $name done in $((SECONDS - started)) s"
-}
 
 data_override() {
   printf 'train_input_reader { tf_record_input_reader { input_path: "%s" } } ' \

@@ -17,9 +17,8 @@
 
 set -euo pipefail
 
-usage() {
-  sed -n '2,/^# The Python/p' "$0" | sed 's/^# \{0,1\}//'
-}
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 FROM="two_stage_output"
 OUTPUT="latency_targeted_output"
@@ -37,19 +36,12 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-for value in "$FINETUNE_STEPS" "$SEARCH_STEPS"; do
-  if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
-    echo "error: steps must be positive integers, got '$value'" >&2
-    exit 2
-  fi
-done
+require_positive steps "$FINETUNE_STEPS" "$SEARCH_STEPS"
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
-fi
+enter_repo "${BASH_SOURCE[0]}"
 STAGE1="$FROM/icnet_stage_1/train"
-CHECKPOINT="$(ls "$STAGE1"/model.ckpt-*.index 2>/dev/null | sort -V | tail -1)"
+# (|| true: with pipefail a failing ls would end the script here without a word.)
+CHECKPOINT="$(ls "$STAGE1"/model.ckpt-*.index 2>/dev/null | sort -V | tail -1 || true)"
 if [[ -z "$CHECKPOINT" || ! -f "$STAGE1/pipeline.config" ]]; then
   echo "error: no stage 1 checkpoint in $STAGE1; run examples/two_stage_synthetic.sh first" \
     "(or pass its --output as --from)" >&2
@@ -61,15 +53,6 @@ DATA="$FROM/data"
 mkdir -p "$OUTPUT"
 TIMES="$OUTPUT/stage_seconds.txt"
 : > "$TIMES"
-
-run_stage() {
-  local name="$1"
-  shift
-  local started=$SECONDS
-  echo "==== $name: $*"
-  "$@"
-  echo "$name $((SECONDS - started))" >> "$TIMES"
-}
 
 data_override() {
   printf 'train_input_reader { tf_record_input_reader { input_path: "%s" } } ' \

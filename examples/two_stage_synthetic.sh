@@ -28,9 +28,8 @@
 
 set -euo pipefail
 
-usage() {
-  sed -n '2,/^# The Python/p' "$0" | sed 's/^# \{0,1\}//'
-}
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 OUTPUT="two_stage_output"
 PSPNET_STEPS=300
@@ -48,22 +47,10 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-# num_steps 0 would mean "train forever" to train.py.
-for value in "$PSPNET_STEPS" "$STAGE1_STEPS" "$STAGE2_STEPS"; do
-  if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
-    echo "error: steps must be positive integers, got '$value'" >&2
-    exit 2
-  fi
-done
-if ! [[ "$SEED" =~ ^[0-9]+$ ]]; then
-  echo "error: --seed must be a non-negative integer, got '$SEED'" >&2
-  exit 2
-fi
+require_positive steps "$PSPNET_STEPS" "$STAGE1_STEPS" "$STAGE2_STEPS"
+require_seed "$SEED"
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
-fi
+enter_repo "${BASH_SOURCE[0]}"
 
 CONFIGS=configs/two_stage_synthetic
 HEIGHT=256
@@ -75,17 +62,6 @@ DATA="$OUTPUT/data"
 TIMES="$OUTPUT/stage_seconds.txt"
 mkdir -p "$OUTPUT"
 : > "$TIMES"
-
-# run_stage NAME COMMAND...: runs the command, appends "NAME seconds" to $TIMES.
-run_stage() {
-  local name="$1"
-  shift
-  local started=$SECONDS
-  echo "==== $name: $*"
-  "$@"
-  echo "$name $((SECONDS - started))" >> "$TIMES"
-  echo "==== $name done in $((SECONDS - started)) s"
-}
 
 # Text-format overrides shared by every stage: where the records are, how many val scenes.
 data_override() {
@@ -171,11 +147,9 @@ import sys
 out = sys.argv[1]
 seconds = dict(line.split() for line in open(os.path.join(out, "stage_seconds.txt")))
 
-
 def miou(stage):
     with open(os.path.join(out, stage, "eval", "metrics_latest.json")) as handle:
         return f"{100 * json.load(handle)['miou']:.1f}"
-
 
 rows = [
     ("PSPNet50 0.5 (stage 0)", miou("pspnet"), "pspnet_train", "pspnet_eval"),

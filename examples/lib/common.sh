@@ -1,0 +1,49 @@
+# Shared by the example scripts (sourced, not run): help text, argument checks, the Python
+# interpreter and timed stages.
+
+# usage: prints the calling script's header comment, from line 2 to the "# The Python" line.
+usage() {
+  sed -n '2,/^# The Python/p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+# require_positive WHAT VALUE...: exits 2 unless every VALUE is a positive integer (num_steps 0
+# would mean "train forever" to train.py).
+require_positive() {
+  local what="$1"
+  shift
+  local value
+  for value in "$@"; do
+    if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+      echo "error: $what must be positive integers, got '$value'" >&2
+      exit 2
+    fi
+  done
+}
+
+# require_seed VALUE: exits 2 unless VALUE is a non-negative integer.
+require_seed() {
+  if ! [[ "$1" =~ ^[0-9]+$ ]]; then
+    echo "error: --seed must be a non-negative integer, got '$1'" >&2
+    exit 2
+  fi
+}
+
+# enter_repo SCRIPT: cd to the repository root (the parent of examples/) and set PYTHON to
+# $PYTHON, else .venv/bin/python when it exists, else python.
+enter_repo() {
+  cd "$(dirname "$1")/.."
+  if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+  fi
+}
+
+# run_stage NAME COMMAND...: runs the command, appends "NAME seconds" to $TIMES.
+run_stage() {
+  local name="$1"
+  shift
+  local started=$SECONDS
+  echo "==== $name: $*"
+  "$@"
+  echo "$name $((SECONDS - started))" >> "$TIMES"
+  echo "==== $name done in $((SECONDS - started)) s"
+}
