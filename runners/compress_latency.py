@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from absl import logging
 
-from builders import config_util, dataset_builder
+from builders import config_util, dataset_builder, model_builder
 from core.analysis import latency_model as latency_models
 from core.pruning import latency_search, latency_search_report, sensitivity, surgery
 from core.pruning.pruner import PruneResult
@@ -120,6 +120,24 @@ def _scorer(model, graph, pipeline, options: SearchOptions) -> latency_search.Wi
     return latency_search.WidthScorer(model, graph, scorer, recalibrator)
 
 
+def _measurer(pipeline, graph, timer, latency_size: tuple[int, int]):
+    """``widths of the prunable groups -> ms``: the model built at those widths (random weights;
+    latency does not depend on them), timed end to end by ``timer``."""
+
+    def measure(widths: dict[str, int]) -> float:
+        layer_widths = {
+            scope: widths[group.name]
+            for group in graph.groups
+            if group.name in widths
+            for scope in group.producers
+        }
+        model = model_builder.build(pipeline.model, layer_widths=layer_widths)
+        model.build_variables()
+        return timer.time_model(model, latency_size)
+
+    return measure
+
+
 def search_prune(
     model, pipeline, pruner, latency_size: tuple[int, int], options: SearchOptions
 ) -> SearchOutput:
@@ -166,6 +184,7 @@ def search_prune(
         scorer,
         steps=options.steps,
         width_multiple=options.width_multiple,
+        measure=_measurer(pipeline, graph, timer, latency_size),
     )
     masks = latency_search.keep_masks(graph, result.widths, tensors)
     prune = PruneResult(
@@ -197,6 +216,7 @@ def report(output: SearchOutput, pruned, latency_size: tuple[int, int], output_d
         "search_steps": result.steps,
         "search_candidates": len(result.candidates),
         "search_seconds": result.seconds,
+        "search_measured_ms": result.measured_ms,
         "baseline_miou": result.baseline_miou,
         "final_search_miou": next(
             (c.miou for c in reversed(result.candidates) if c.chosen), result.baseline_miou

@@ -10,7 +10,10 @@ oneDNN notice (each twice: two shared libraries initialise logging) and the CPU 
 * makes the first ``import tensorflow`` (wherever it happens: the scripts import it lazily, after
   their flags are checked) run with file descriptor 2 captured
   (:func:`core.stderr_capture.captured_stderr`); the text is shown again if the import fails;
-* leaves ``TF_ENABLE_ONEDNN_OPTS`` alone: it changes the numerics.
+* leaves ``TF_ENABLE_ONEDNN_OPTS`` alone: it changes the numerics;
+* after that import, drops the INFO lines that TensorFlow, Keras and tf2onnx log from their own
+  modules ("Assets written to /tmp/...", "Sharding callback duration", signature renames):
+  their internals, not the run's progress (:func:`quiet_library_info`).
 
 :func:`single_tensorflow_handler` keeps Python log lines from being printed twice
 (``INFO:tensorflow:...`` from TensorFlow's own handler and again through absl's).
@@ -67,6 +70,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
             with captured_stderr():
                 execute(module)
             single_tensorflow_handler()
+            quiet_library_info()
 
         # On the instance, so that the loader keeps its type (importlib.resources checks it).
         loader.exec_module = quiet_exec_module
@@ -101,3 +105,27 @@ def single_tensorflow_handler() -> None:
     for handler in list(tf_logger.handlers):
         if type(handler) is logging.StreamHandler:
             tf_logger.removeHandler(handler)
+
+
+_LIBRARY_DIRS = ("/tensorflow/", "/keras/", "/tf_keras/", "/tf2onnx/")
+
+
+class _LibraryInfoFilter(logging.Filter):
+    """Passes warnings and errors, and INFO lines unless a library module logged them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        path = (record.pathname or "").replace(os.sep, "/")
+        return not any(part in path for part in _LIBRARY_DIRS)
+
+
+def quiet_library_info() -> None:
+    """Hides the libraries' own INFO lines, whichever logger they use (absl's or ``tensorflow``);
+    the project's INFO lines (its own modules) still print."""
+    from absl import logging as absl_logging  # noqa: PLC0415 - absl is set up by now
+
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    handler = absl_logging.get_absl_handler()
+    if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
+        handler.addFilter(_LibraryInfoFilter())

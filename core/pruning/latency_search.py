@@ -49,6 +49,7 @@ class Candidate:
     predicted_ms: float
     miou: float
     chosen: bool = False
+    measured_ms: float | None = None  # end to end, of a chosen candidate when the search measures
 
 
 @dataclasses.dataclass
@@ -64,6 +65,7 @@ class SearchResult:
     candidates: list[Candidate]
     steps: int
     seconds: float
+    measured_ms: float | None = None  # end to end at ``widths`` when the search measures
 
     def to_dict(self) -> dict:
         fields = dataclasses.asdict(self)
@@ -112,8 +114,15 @@ def search(
     *,
     steps: int = 5,
     width_multiple: int = 1,
+    measure: Callable[[dict[str, int]], float] | None = None,
 ) -> SearchResult:
     """Greedy NetAdapt search down to ``target_ms`` (module docstring).
+
+    With ``measure``, each step's chosen model is timed end to end and the search goes on until
+    the *measured* latency is at or below the target: the latency model only ranks and sizes
+    the proposals. A per-layer model can be far off end to end (ICNet's branches run
+    concurrently; a small conv timed alone pays dispatch costs the graph hides), and then a
+    search steered by predictions alone stops short of the target.
 
     Args:
       latency_model: has ``predict(widths) -> ms`` and ``delta(widths, changed) -> ms``
@@ -124,6 +133,8 @@ def search(
       score: ``widths of every prunable group -> mIoU``.
       steps: how many steps the latency cut is spread over, >= 1.
       width_multiple: widths are multiples of this (or the full width).
+      measure: ``widths of every prunable group -> measured ms`` of the model at those widths;
+        None: trust the predictions.
 
     Returns:
       A :class:`SearchResult`.
@@ -163,11 +174,15 @@ def search(
     )
     cut = (start_ms - target_ms) / steps
     candidates: list[Candidate] = []
-    current_ms, step = start_ms, 0
+    current_ms, step, measured = start_ms, 0, None
     while current_ms > target_ms:
         step += 1
-        if step > 4 * steps + len(sizes):  # each step cuts something, so this is a bug guard
-            raise RuntimeError("the latency search made no progress.")
+        if step > 4 * steps + len(sizes):
+            raise ValueError(
+                f"the latency target {target_ms:.2f} ms was not reached in {step - 1} search "
+                f"steps (now {current_ms:.2f} ms{' measured' if measure else ''}): each step "
+                "saved less than planned. Raise the target, or give more --search_steps."
+            )
         goal = min(cut, current_ms - target_ms)
         proposals = _proposals(latency_model, units, sizes, widths, goal, width_multiple)
         if not proposals:
@@ -183,10 +198,22 @@ def search(
                 "step %d: %s -> %s: %.2f ms, mIoU %.4f", step, unit.name, change, predicted, miou
             )
         best = max(scored, key=lambda c: (c.miou, -c.predicted_ms))
-        candidates.extend(dataclasses.replace(c, chosen=c is best) for c in scored)
         widths.update(best.widths)
         current_ms = best.predicted_ms
-        logging.info("step %d keeps %s: %.2f ms, mIoU %.4f", step, best.unit, current_ms, best.miou)
+        if measure is not None:
+            measured = current_ms = float(measure(dict(widths)))
+        candidates.extend(
+            dataclasses.replace(c, chosen=c is best, measured_ms=measured if c is best else None)
+            for c in scored
+        )
+        logging.info(
+            "step %d keeps %s: %.2f ms predicted%s, mIoU %.4f",
+            step,
+            best.unit,
+            best.predicted_ms,
+            f", {measured:.2f} ms measured" if measure is not None else "",
+            best.miou,
+        )
     return SearchResult(
         target_ms=float(target_ms),
         start_ms=float(start_ms),
@@ -197,6 +224,7 @@ def search(
         candidates=candidates,
         steps=step,
         seconds=time.perf_counter() - started,
+        measured_ms=measured,
     )
 
 

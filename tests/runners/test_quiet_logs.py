@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from runners import quiet_logs
 from runners.quiet_logs import verbose_requested
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,3 +57,18 @@ def test_tensorflow_chatter_only_with_verbose(tiny_config_path, tmp_path):
     for text in CHATTER:
         assert text in verbose.stderr, verbose.stderr
     assert "Traceback" in verbose.stderr
+
+
+def test_library_info_lines_are_dropped_but_not_warnings_or_the_projects_own():
+    keep = quiet_logs._LibraryInfoFilter().filter
+
+    def record(path, level):
+        return logging.LogRecord("absl", level, path, 1, "message", None, None)
+
+    site = "/venv/lib/python3.11/site-packages"
+    assert not keep(record(f"{site}/tensorflow/python/saved_model/builder_impl.py", logging.INFO))
+    assert not keep(record(f"{site}/keras/src/saving/saving_lib.py", logging.DEBUG))
+    assert not keep(record(f"{site}/tf2onnx/tfonnx.py", logging.INFO))
+    assert keep(record(f"{site}/tensorflow/python/ops/array_ops.py", logging.WARNING))
+    assert keep(record("/work/main/core/deploy/exporter.py", logging.INFO))
+    assert keep(record(f"{site}/fast_semantic_segmentation/runners/trainer.py", logging.INFO))

@@ -105,3 +105,35 @@ def test_an_unreachable_target_names_the_closest_reachable_latency():
         latency_search.search(oracle, units, sizes, 6.5, lambda w: 0.0, width_multiple=4)
     with pytest.raises(ValueError, match="not below the unpruned model's 15.00 ms"):
         latency_search.search(oracle, units, sizes, 20.0, lambda w: 0.0)
+
+
+def test_with_measurements_the_search_goes_on_until_the_measured_latency_meets_the_target():
+    sizes = {"a": 10, "b": 8}
+    oracle = AdditiveLatency(1.0, {"a": 1.0, "b": 0.5})  # predicts 15 ms unpruned
+    units = [Unit("a", ("a",), 10), Unit("b", ("b",), 8)]
+    measured_calls = []
+
+    def measure(widths):
+        # The real model saves only half of what the latency model predicts.
+        measured_calls.append(dict(widths))
+        return 15.0 - 0.5 * (15.0 - oracle.predict(widths))
+
+    result = latency_search.search(
+        oracle, units, sizes, 12.0, lambda w: w["b"] / 8.0 + w["a"] / 100.0, steps=1,
+        measure=measure,
+    )  # fmt: skip
+    # Step 1 is the predictions-only search's (a -> 7, predicted 12, measured 13.5); step 2
+    # needs another 1.5 ms: a -> 5.5 is not a width, so a -> 5 (predicted 10, measured 12.5);
+    # step 3: 0.5 ms more, a -> 4 (predicted 9, measured 12.0).
+    chosen = [c for c in result.candidates if c.chosen]
+    assert [c.widths for c in chosen] == [{"a": 7}, {"a": 5}, {"a": 4}]
+    assert [c.measured_ms for c in chosen] == pytest.approx([13.5, 12.5, 12.0])
+    assert all(c.measured_ms is None for c in result.candidates if not c.chosen)
+    assert measured_calls == [{"a": 7, "b": 8}, {"a": 5, "b": 8}, {"a": 4, "b": 8}]
+    assert result.widths == {"a": 4, "b": 8} and result.measured_ms == pytest.approx(12.0)
+    assert result.predicted_ms == pytest.approx(9.0)
+    # A model that never gets faster ends in a clear error, not an endless search.
+    with pytest.raises(ValueError, match="cannot be reached|was not reached"):
+        latency_search.search(
+            oracle, units, sizes, 12.0, lambda w: 0.0, steps=1, measure=lambda w: 15.0
+        )
