@@ -210,16 +210,8 @@ def build_serving_function(
         jit_compile=jit_compile or None,
     )
     def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        images = tf.cast(inputs, tf.float32)
-        if pad_to_shape is not None:
-            images = tf.image.pad_to_bounding_box(images, 0, 0, net_size[0], net_size[1])
-        logits = model.predict(model.preprocess(images), training=False)["logits"]
-        ids = model.postprocess(logits, net_size)[:, :height, :width]
-        outputs = {OUTPUT_NAME: _ids_or_colours(ids, lut, output_colours)}
-        if output_scores:
-            scores = tf.nn.softmax(resize_bilinear(logits, net_size)[:, :height, :width])
-            outputs[SCORES_NAME] = tf.identity(scores, name=SCORES_NAME)
-        return outputs
+        logits = _full_size_logits(model, tf.cast(inputs, tf.float32), (height, width), net_size)
+        return _outputs(logits, lut, output_colours, output_scores)
 
     return serve
 
@@ -260,26 +252,33 @@ def build_any_size_function(
     def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         size = tf.shape(inputs)[1:3]
         images = tf.image.resize(tf.cast(inputs, tf.float32), (height, width), "bilinear")
-        if pad_to_shape is not None:
-            images = tf.image.pad_to_bounding_box(images, 0, 0, net_size[0], net_size[1])
-        logits = model.predict(model.preprocess(images), training=False)["logits"]
-        # Aligned corners up to the network size, as model.postprocess does, then back to the
-        # image with the half-pixel geometry of the input resize.
-        logits = resize_bilinear(logits, net_size)[:, :height, :width]
+        logits = _full_size_logits(model, images, (height, width), net_size)
+        # Back to the image with the half-pixel geometry of the input resize.
         logits = tf.image.resize(logits, size, "bilinear")
-        ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        outputs = {OUTPUT_NAME: _ids_or_colours(ids, lut, output_colours)}
-        if output_scores:
-            outputs[SCORES_NAME] = tf.identity(tf.nn.softmax(logits), name=SCORES_NAME)
-        return outputs
+        return _outputs(logits, lut, output_colours, output_scores)
 
     return serve
 
 
-def _ids_or_colours(ids: tf.Tensor, lut: tf.Tensor, output_colours: bool) -> tf.Tensor:
-    """``predictions``: ids [N, H, W] -> int32 [N, H, W, 1] or palette uint8 [N, H, W, 3]."""
+def _full_size_logits(model, images: tf.Tensor, size: tuple[int, int], net_size) -> tf.Tensor:
+    """float32 images [N, H, W, 3] (``size``) -> logits [N, H, W, C]: zero-padded bottom/right to
+    ``net_size``, the network, its logits resized (bilinear, aligned corners, as
+    ``model.postprocess``) to ``net_size`` and cropped back to ``size``."""
+    if tuple(net_size) != tuple(size):
+        images = tf.image.pad_to_bounding_box(images, 0, 0, net_size[0], net_size[1])
+    logits = model.predict(model.preprocess(images), training=False)["logits"]
+    return resize_bilinear(logits, net_size)[:, : size[0], : size[1]]
+
+
+def _outputs(logits, lut, output_colours: bool, output_scores: bool) -> dict[str, tf.Tensor]:
+    """Logits [N, H, W, C] -> ``predictions``: int32 ids [N, H, W, 1] or palette uint8
+    [N, H, W, 3]; with ``output_scores`` also ``scores``, their softmax."""
+    ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
     result = tf.gather(lut, ids) if output_colours else ids[..., tf.newaxis]
-    return tf.identity(result, name=OUTPUT_NAME)
+    outputs = {OUTPUT_NAME: tf.identity(result, name=OUTPUT_NAME)}
+    if output_scores:
+        outputs[SCORES_NAME] = tf.identity(tf.nn.softmax(logits), name=SCORES_NAME)
+    return outputs
 
 
 def freeze(serve: tf.types.experimental.PolymorphicFunction):
