@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from runners import cli
+from runners import cli, export_checks
 
 # core.deploy.exporter.FORMATS, written out so that a flag mistake is reported before the
 # TensorFlow import (tests/test_bad_inputs.py checks that they agree).
@@ -71,6 +71,10 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv
+    # A flag mistake is one line before the TensorFlow import and the checkpoint restore.
+    export_checks.check_export_flags(
+        FLAGS.formats, FLAGS.input_shape, FLAGS.pad_to_shape, FLAGS.dynamic_input_size
+    )
     from runners.export import export_inference_graph  # noqa: PLC0415 - after flag checks
 
     result = export_inference_graph(

@@ -36,13 +36,10 @@ NUM_BATCHES=50
 SEED=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --output) OUTPUT="${2:?$1 needs a value}"; shift 2 ;;
     --pspnet_steps) PSPNET_STEPS="${2:?$1 needs a value}"; shift 2 ;;
     --stage1_steps) STAGE1_STEPS="${2:?$1 needs a value}"; shift 2 ;;
     --num_batches) NUM_BATCHES="${2:?$1 needs a value}"; shift 2 ;;
-    --seed) SEED="${2:?$1 needs a value}"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    *) common_arg "$@"; shift "$COMMON_SHIFT" ;;  # --output, --seed, --help, errors
   esac
 done
 require_positive "steps and --num_batches" "$PSPNET_STEPS" "$STAGE1_STEPS" "$NUM_BATCHES"

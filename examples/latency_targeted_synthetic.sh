@@ -28,12 +28,10 @@ GRANULARITY=block
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --from) FROM="${2:?$1 needs a value}"; shift 2 ;;
-    --output) OUTPUT="${2:?$1 needs a value}"; shift 2 ;;
     --finetune_steps) FINETUNE_STEPS="${2:?$1 needs a value}"; shift 2 ;;
     --search_steps) SEARCH_STEPS="${2:?$1 needs a value}"; shift 2 ;;
     --granularity) GRANULARITY="${2:?$1 needs a value}"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    *) common_arg "$@"; shift "$COMMON_SHIFT" ;;  # --output, --seed, --help, errors
   esac
 done
 require_positive steps "$FINETUNE_STEPS" "$SEARCH_STEPS"

@@ -38,13 +38,10 @@ STAGE2_STEPS=800
 SEED=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --output) OUTPUT="${2:?$1 needs a value}"; shift 2 ;;
     --pspnet_steps) PSPNET_STEPS="${2:?$1 needs a value}"; shift 2 ;;
     --stage1_steps) STAGE1_STEPS="${2:?$1 needs a value}"; shift 2 ;;
     --stage2_steps) STAGE2_STEPS="${2:?$1 needs a value}"; shift 2 ;;
-    --seed) SEED="${2:?$1 needs a value}"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    *) common_arg "$@"; shift "$COMMON_SHIFT" ;;  # --output, --seed, --help, errors
   esac
 done
 require_positive steps "$PSPNET_STEPS" "$STAGE1_STEPS" "$STAGE2_STEPS"

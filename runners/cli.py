@@ -27,7 +27,7 @@ FLAGS = flags.FLAGS
 USER_ERROR_NAMES = (
     ("builders.config_errors", "ConfigError"),
     ("core.checkpoints.checkpoint_utils", "CheckpointError"),
-    ("core.deploy.deploy_graph", "ExportError"),
+    ("core.deploy.export_options", "ExportError"),  # also core.deploy.deploy_graph's
     ("core.deploy.tflite_export", "TFLiteConversionError"),
     ("core.deploy.inference_runner", "InferenceError"),
     ("core.evaluation.inference", "EvaluationError"),

@@ -25,6 +25,7 @@ from builders import config_util, dataset_builder, dataset_metadata_builder
 from core.checkpoints import checkpoint_utils
 from core.deploy import export_metadata, tflite_export
 from core.deploy.deploy_graph import ExportError, parse_export_shapes
+from core.deploy.export_options import check_formats
 from core.deploy.exporter import (
     DEFAULT_FORMATS,
     ExportResult,
@@ -79,6 +80,7 @@ def export_inference_graph(
     shape, padding, dynamic = parse_export_shapes(input_shape, pad_to_shape, dynamic_input_size)
     dataset = dataset_metadata_builder.build(config)
     formats = tuple(formats)
+    check_formats(formats)  # before the checkpoint is read and the model built
     # Resolved before anything is built, so a wrong path fails in a second.
     prefix = checkpoint_utils.resolve_checkpoint(trained_checkpoint)
     qat = quantization.has_ranges(checkpoint_utils.checkpoint_shapes(prefix))

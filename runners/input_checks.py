@@ -14,14 +14,8 @@ import os
 from collections.abc import Sequence
 
 from core.data import record_check
+from core.data.record_paths import DATASET_TOOLS_HINT, expand_patterns  # noqa: F401 - re-exported
 
-# The input pipeline's own hint (core.data.input_pipeline.DATASET_TOOLS_HINT, which imports
-# TensorFlow), repeated so that the message is the same whichever check fires first.
-DATASET_TOOLS_HINT = (
-    "Create the records with dataset_tools/create_cityscapes_tfrecord.py (Cityscapes) or "
-    "dataset_tools/create_tfrecord_from_folders.py (your own images and labels), and point "
-    "tf_record_input_reader.input_path at them."
-)
 READERS = ("train_input_reader", "eval_input_reader")
 
 
@@ -33,17 +27,9 @@ def local_input_paths(patterns: Sequence[str]) -> list[str] | None:
     """
     if any("://" in pattern for pattern in patterns):
         return None
-    files: set[str] = set()
-    for pattern in patterns:
-        # A literal path that exists is taken as is, even if it contains glob characters.
-        matches = [pattern] if os.path.exists(pattern) else glob.glob(pattern)
-        if not matches:
-            raise FileNotFoundError(
-                f"tf_record_input_reader.input_path {pattern!r} matches no files. "
-                f"{DATASET_TOOLS_HINT}"
-            )
-        files.update(matches)
-    return sorted(files)
+    if not patterns:
+        return []  # the input pipeline reports the empty list, with its own message
+    return expand_patterns(patterns, exists=os.path.exists, glob=glob.glob)
 
 
 def _classes(config, reader_name: str) -> tuple[int | None, int]:

@@ -80,6 +80,10 @@ CASES = [
     _case("recalibrate-batch-size-int", "recalibrate_bn.py", ["--config_path={config}", *_RECAL, "--batch_size=big"], "batch_size"),
     _case("sensitivity-positional", "sensitivity.py", ["--config_path={config}", *_SENS, "now"], "unexpected arguments: now"),
     _case("export-unknown-flag", "export.py", ["--config_path={config}", *_EXPORT, "--out_dir=x"], "out_dir"),
+    _case("export-shape-letters", "export.py", ["--config_path={config}", "--trained_checkpoint=x", *_INFER, "--input_shape=a,b,3"], "--input_shape"),
+    _case("export-unknown-format", "export.py", ["--config_path={config}", *_EXPORT, "--formats=saved_model,tflite"], "--formats: unknown ['tflite']; choose from frozen_graph"),
+    _case("export-pad-letters", "export.py", ["--config_path={config}", *_EXPORT, "--pad_to_shape=1025,x"], "--pad_to_shape='1025,x' is not a comma-separated list of integers"),
+    _case("export-pad-too-small", "export.py", ["--config_path={config}", *_EXPORT, "--pad_to_shape=64,64"], "is smaller than the input 97x129"),
     # -------- config files: parsed before the runner is imported (no TensorFlow)
     _case("recalibrate-config-binary", "recalibrate_bn.py", ["--config_path={garbage_config}", *_RECAL], "not a text file"),
     _case("compress-config-placeholder", "compress.py", ["--config_path={placeholder_config}", *_COMPRESS], "MODIFY_THIS_FIELD"),
@@ -124,7 +128,6 @@ CASES = [
     _case("train-label-out-of-range", "train.py", ["--config_path={badlabels_config}", *_TRAIN], "label value 40"),
     _case("eval-no-checkpoint", "eval.py", ["--config_path={config}", *_EVAL, "--evaluate_all_from_checkpoint=model.ckpt-5"], "does not exist", True),
     _case("export-no-checkpoint", "export.py", ["--config_path={config}", *_EXPORT], "ckpt", True),
-    _case("export-shape-letters", "export.py", ["--config_path={config}", "--trained_checkpoint=x", *_INFER, "--input_shape=a,b,3"], "--input_shape", True),
     _case("compress-no-checkpoint", "compress.py", ["--config_path={config}", *_COMPRESS], "ckpt", True),
     _case("inference-export-folder", "inference.py", ["--input_path={root}", "--model_path={export_dir}", *_INFER], "export", True),
     _case("inference-model-corrupt-pb", "inference.py", ["--input_path={root}", "--model_path={model_pb}", *_INFER], "model.pb", True),

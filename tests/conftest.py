@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic records and a tiny ICNet pipeline config.
+"""Shared fixtures: tiny synthetic records, a tiny ICNet pipeline config, and its export.
 
 The records hold 96x128 synthetic street scenes; the config trains an ICNet
 at filter_scale 0.125 on 97x97 crops (the smallest size its 1/32 pyramid
@@ -81,3 +81,12 @@ def tiny_config_path(synthetic_records, tmp_path) -> str:
     path = tmp_path / "tiny_icnet.config"
     path.write_text(TINY_CONFIG.format(**synthetic_records))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, synthetic_records):
+    """The session's one export of a tiny ICNet (:class:`tests.runners.export_fixtures.Exported`)."""
+    # Imported here: it loads TensorFlow, which the TensorFlow-free tests must not pay for.
+    from tests.runners.export_fixtures import exported_model
+
+    return exported_model(tmp_path_factory, synthetic_records)

@@ -61,3 +61,19 @@ def test_bad_values_are_one_error_line(tmp_path, script, args, message):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_shared_arguments_need_their_value(tmp_path, script):
+    done = _run(tmp_path, script, "--output")
+    assert done.returncode != 0
+    assert done.stderr.strip().endswith("--output needs a value"), done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_seed_only_where_the_script_has_one(tmp_path):
+    refused = _run(tmp_path, "latency_targeted_synthetic", "--seed", "1")
+    assert refused.returncode == 2
+    assert refused.stderr == "error: unknown argument '--seed' (see --help)\n"
+    missing = _run(tmp_path, "two_stage_synthetic", "--seed")
+    assert missing.returncode != 0 and "--seed needs a value" in missing.stderr

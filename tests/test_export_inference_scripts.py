@@ -18,7 +18,7 @@ from core.deploy import inference_runner
 from core.deploy.deploy_graph import ExportError
 from core.deploy.inference_runner import InferenceError
 from runners.inference import load_segmenter
-from tests.runners.export_fixtures import HEIGHT, WIDTH, exported_model, reference_ids
+from tests.runners.export_fixtures import HEIGHT, WIDTH, reference_ids
 from tests.snippets import read_video
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,11 +28,6 @@ MODEL_FILES = {
     "tflite_float32": "model_float32.tflite",
     "tflite_int8": "model_int8.tflite",
 }
-
-
-@pytest.fixture()
-def exported(tmp_path_factory, synthetic_records):
-    return exported_model(tmp_path_factory, synthetic_records)
 
 
 @pytest.fixture()

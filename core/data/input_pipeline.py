@@ -25,16 +25,11 @@ import tensorflow as tf
 from absl import logging
 
 from core.data import preprocessor
+from core.data.record_paths import DATASET_TOOLS_HINT, expand_patterns  # noqa: F401 - re-exported
 from core.data.standard_fields import IGNORE_LABEL, InputDataFields, TfExampleFields
 
 # (image [H, W, 3] float32, label [H, W, 1] int32[, seed=]) -> (image, label)
 PreprocessFn = Callable[..., tuple[tf.Tensor, tf.Tensor]]
-
-DATASET_TOOLS_HINT = (
-    "Create the records with dataset_tools/create_cityscapes_tfrecord.py (Cityscapes) or "
-    "dataset_tools/create_tfrecord_from_folders.py (your own images and labels), and point "
-    "tf_record_input_reader.input_path at them."
-)
 
 # Read-ahead per record file; Cityscapes examples are 2-3 MB each.
 _READ_BUFFER_BYTES = 8 * 1024 * 1024
@@ -46,6 +41,9 @@ _READ_BUFFER_BYTES = 8 * 1024 * 1024
 def expand_input_paths(patterns: Sequence[str]) -> list[str]:
     """Expands record paths and glob patterns into a sorted list of files.
 
+    The rule is :func:`core.data.record_paths.expand_patterns` on ``tf.io.gfile`` (so ``gs://``
+    paths work), the same as the pre-run check of ``runners/input_checks.py``.
+
     Args:
       patterns: file paths or ``tf.io.gfile.glob`` patterns (``*``, ``?``, ``[...]``).
 
@@ -56,22 +54,7 @@ def expand_input_paths(patterns: Sequence[str]) -> list[str]:
       ValueError: ``patterns`` is empty.
       FileNotFoundError: a pattern matches no file; the message names it.
     """
-    if not patterns:
-        raise ValueError(
-            f"tf_record_input_reader.input_path is empty: no record files to read. "
-            f"{DATASET_TOOLS_HINT}"
-        )
-    files: set[str] = set()
-    for pattern in patterns:
-        # A literal path that exists is taken as is, even if it contains glob characters.
-        matches = [pattern] if tf.io.gfile.exists(pattern) else tf.io.gfile.glob(pattern)
-        if not matches:
-            raise FileNotFoundError(
-                f"tf_record_input_reader.input_path {pattern!r} matches no files. "
-                f"{DATASET_TOOLS_HINT}"
-            )
-        files.update(matches)
-    return sorted(files)
+    return expand_patterns(patterns, exists=tf.io.gfile.exists, glob=tf.io.gfile.glob)
 
 
 def read_records(

@@ -63,6 +63,11 @@ from core.deploy.deploy_graph import (
     freeze,
     with_input_size_check,
 )
+from core.deploy.export_options import (  # noqa: F401 - FORMATS, DEFAULT_FORMATS re-exported
+    DEFAULT_FORMATS,
+    FORMATS,
+    check_formats,
+)
 from core.deploy.export_staging import Staging as _Staging
 from core.deploy.export_staging import (
     recover_interrupted_export,  # noqa: F401 - re-exported
@@ -78,11 +83,6 @@ CONFIG_NAME = "pipeline.config"
 SUMMARY_NAME = "export_summary.json"
 
 ONNX_NAME = onnx_export.ONNX_NAME
-
-# Selectable outputs (``--formats``); the checkpoint, config and summary are always written.
-FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8", "onnx")
-# Written when --formats is not given: onnx needs the optional tf2onnx package.
-DEFAULT_FORMATS = ("frozen_graph", "saved_model", "tflite_float32", "tflite_int8")
 
 
 # --------------------------------------------------------------------------- writers
@@ -228,9 +228,7 @@ def export_model(
       tflite_export.TFLiteConversionError: a TFLite conversion failed (names the ops).
     """
     formats = tuple(formats)
-    unknown = [name for name in formats if name not in FORMATS]
-    if unknown:
-        raise ExportError(f"--formats: unknown {unknown}; choose from {', '.join(FORMATS)}.")
+    check_formats(formats)
     qat = quantization_state is not None
     if "tflite_int8" in formats and calibration_images is None and not qat:
         raise ExportError(

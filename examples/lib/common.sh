@@ -6,6 +6,30 @@ usage() {
   sed -n '2,/^# The Python/p' "$0" | sed 's/^# \{0,1\}//'
 }
 
+# common_arg "$@": the arguments every script takes, for the catch-all arm of its `case`:
+#   --output DIR   sets OUTPUT
+#   --seed N       sets SEED, only in scripts that give SEED a default (elsewhere it is unknown)
+#   -h, --help     prints the usage and exits 0
+#   anything else  one error line, exit 2
+# Sets COMMON_SHIFT to the number of arguments taken, for the caller's `shift`:
+#   *) common_arg "$@"; shift "$COMMON_SHIFT" ;;
+common_arg() {
+  case "$1" in
+    --output) OUTPUT="${2:?$1 needs a value}"; COMMON_SHIFT=2 ;;
+    --seed)
+      [[ -n "${SEED+set}" ]] || unknown_arg "$1"  # the script has no seed
+      SEED="${2:?$1 needs a value}"; COMMON_SHIFT=2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) unknown_arg "$1" ;;
+  esac
+}
+
+# unknown_arg ARG: exits 2 with one error line naming ARG.
+unknown_arg() {
+  echo "error: unknown argument '$1' (see --help)" >&2
+  exit 2
+}
+
 # require_positive WHAT VALUE...: exits 2 unless every VALUE is a positive integer (num_steps 0
 # would mean "train forever" to train.py).
 require_positive() {

@@ -3,8 +3,8 @@
 The model (96x128 inputs padded to 97x129, as the tiny config's eval) is checkpointed and
 exported in every format once per test session by ``runners.export.export_inference_graph``.
 The reference is the checkpoint restored into a fresh model and run eagerly (pad, predict,
-argmax, crop), not the exporter's own graph. Test modules wrap :func:`exported_model` in a
-fixture named ``exported``.
+argmax, crop), not the exporter's own graph. Tests take it as the ``exported`` fixture of
+tests/conftest.py, which calls :func:`exported_model`.
 """
 
 from __future__ import annotations

@@ -16,12 +16,7 @@ from core.checkpoints import checkpoint_utils
 from core.deploy import exporter, tflite_export
 from core.deploy.exporter import ExportError
 from runners.export import export_inference_graph
-from tests.runners.export_fixtures import Exported, build_model, exported_model
-
-
-@pytest.fixture()
-def exported(tmp_path_factory, synthetic_records) -> Exported:
-    return exported_model(tmp_path_factory, synthetic_records)
+from tests.runners.export_fixtures import build_model
 
 
 def test_export_writes_every_file_and_a_summary(exported):

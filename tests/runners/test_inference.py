@@ -19,16 +19,9 @@ from tests.runners.export_fixtures import (
     HEIGHT,
     PAD,
     WIDTH,
-    Exported,
-    exported_model,
     reference_ids,
     reference_logits,
 )
-
-
-@pytest.fixture()
-def exported(tmp_path_factory, synthetic_records) -> Exported:
-    return exported_model(tmp_path_factory, synthetic_records)
 
 
 @pytest.mark.parametrize("fmt", sorted(FLOAT_FORMATS))

@@ -23,18 +23,11 @@ from tests.runners.export_fixtures import (
     HEIGHT,
     PAD,
     WIDTH,
-    Exported,
-    exported_model,
     reference_ids,
     reference_logits,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-
-@pytest.fixture()
-def exported(tmp_path_factory, synthetic_records) -> Exported:
-    return exported_model(tmp_path_factory, synthetic_records)
 
 
 def test_tflite_signatures_use_the_deploy_names(exported):

@@ -14,13 +14,7 @@ import tensorflow as tf
 
 from core.deploy import deploy_graph, exporter, segmenters
 from core.deploy.exporter import ExportError
-from tests.runners.export_fixtures import HEIGHT, PAD, WIDTH, Exported, exported_model
-
-
-@pytest.fixture()
-def exported(tmp_path_factory, synthetic_records) -> Exported:
-    return exported_model(tmp_path_factory, synthetic_records)
-
+from tests.runners.export_fixtures import HEIGHT, PAD, WIDTH
 
 # --------------------------------------------------------------------------- shapes
 

@@ -17,18 +17,14 @@ import sys
 import numpy as np
 import pytest
 
-from builders import config_util, model_builder
 from core.checkpoints import checkpoint_utils
-from core.evaluation.evaluator import EvalOptions
 from core.pruning import sensitivity
 from models import ICNet
-from runners import eval_loop
 from runners import sensitivity as sensitivity_runner
-from tests.conftest import TINY_CONFIG
+from tests.core.pruning.soft_prune import RESNET, evaluate_tensors, soft_prune_block1
 from tests.snippets import REPO_ROOT
 
 REPO = REPO_ROOT
-RESNET = "SharedFeatureExtractor/resnet_v1_50"
 ICNET_BLOCKS = [
     "stem",
     "block1",
@@ -45,28 +41,20 @@ RATIOS = (1.0, 0.5)
 
 
 @pytest.fixture(scope="module")
-def analysed(synthetic_records, tmp_path_factory):
+def analysed(tiny_checkpoint):
     """A restored tiny ICNet, its config and checkpoint, the variables before, the result."""
-    folder = tmp_path_factory.mktemp("sensitivity")
-    config_path = folder / "tiny_icnet.config"
-    config_path.write_text(TINY_CONFIG.format(**synthetic_records))
-    pipeline = config_util.load_pipeline_config(str(config_path))
-    model = model_builder.build(pipeline.model)
-    model.build_variables()
-    prefix = str(folder / "train" / "model.ckpt-1")
-    checkpoint_utils.make_checkpoint(model).write(prefix)
-    before = {name: v.numpy() for name, v in model.named_variables().items()}
+    tiny = tiny_checkpoint
     result = sensitivity_runner.analyze(
-        model, pipeline, ratios=RATIOS, granularity="block", num_examples=NUM_EXAMPLES
+        tiny.model, tiny.pipeline, ratios=RATIOS, granularity="block", num_examples=NUM_EXAMPLES
     )
     return {
-        "model": model,
-        "pipeline": pipeline,
-        "config_path": str(config_path),
-        "checkpoint": prefix,
-        "before": before,
+        "model": tiny.model,
+        "pipeline": tiny.pipeline,
+        "config_path": tiny.config_path,
+        "checkpoint": tiny.checkpoint,
+        "before": tiny.before,
         "result": result,
-        "folder": folder,
+        "folder": tiny.folder,
     }
 
 
@@ -107,39 +95,11 @@ def test_params_removed_by_pruning_the_stem(analysed):
     assert stem.params_removed == 7 * 7 * 3 * 4 + 4 * 32 + 4 * 8
 
 
-def _soft_prune_block1(tensors: dict[str, np.ndarray], ratio: float) -> dict[str, np.ndarray]:
-    """Zeroes the pruned channels of every block1 group, ranked by summed filter L1 norms."""
-    unit = f"{RESNET}/block1/unit_{{}}/bottleneck_v1"
-    groups = [[f"{RESNET}/block1/unit_1/bottleneck_v1/shortcut"]]
-    groups[0] += [unit.format(u) + "/conv3" for u in (1, 2, 3)]  # one residual add
-    groups += [[unit.format(u) + f"/{conv}"] for u in (1, 2, 3) for conv in ("conv1", "conv2")]
-    pruned = {name: value.copy() for name, value in tensors.items()}
-    for producers in groups:
-        scores = sum(np.abs(tensors[f"{p}/weights"]).sum(axis=(0, 1, 2)) for p in producers)
-        keep = int(scores.size * ratio)
-        dropped = np.argsort(-scores, kind="stable")[keep:]
-        for scope in producers:
-            pruned[f"{scope}/weights"][..., dropped] = 0
-            for leaf in ("gamma", "beta", "moving_mean"):
-                pruned[f"{scope}/BatchNorm/{leaf}"][dropped] = 0
-    return pruned
-
-
 def test_reported_miou_equals_eval_of_a_soft_pruned_checkpoint(analysed, tmp_path):
     result = analysed["result"]
     tensors = checkpoint_utils.read_named_tensors(analysed["checkpoint"])
-    pruned_model = model_builder.build(analysed["pipeline"].model)
-    pruned_model.build_variables()
-    checkpoint_utils.assign_named_tensors(
-        pruned_model.named_variables(), _soft_prune_block1(tensors, 0.5), "numpy soft prune"
-    )
-    prefix = str(tmp_path / "pruned" / "model.ckpt-1")
-    checkpoint_utils.make_checkpoint(pruned_model).write(prefix)
-
-    options = EvalOptions(num_examples=NUM_EXAMPLES)
-    evaluated = eval_loop.evaluate_checkpoint(
-        analysed["pipeline"], prefix, str(tmp_path / "eval"), options
-    )
+    pruned = soft_prune_block1(tensors, 0.5)
+    evaluated = evaluate_tensors(analysed["pipeline"], pruned, tmp_path, "pruned", NUM_EXAMPLES)
     measured = result.for_unit("block1")[0.5]
     assert evaluated["num_images"] == NUM_EXAMPLES
     assert measured.miou == evaluated["miou"]
