@@ -49,6 +49,12 @@ def test_help_prints_the_header_and_an_unknown_argument_is_one_error(tmp_path, s
             "steps and --num_batches must be positive integers, got 'x'",
         ),
         ("latency_targeted_synthetic", ["--search_steps", "0"], "steps must be positive"),
+        ("latency_targeted_synthetic", ["--latency_runs", "0"], "--latency_runs must be positive"),
+        (
+            "latency_targeted_synthetic",
+            ["--latency_size", "512x1024"],
+            "--latency_size must be HEIGHT,WIDTH in pixels, e.g. 512,1024; got '512x1024'",
+        ),
         (
             "latency_targeted_synthetic",
             ["--from", "/nonexistent"],
