@@ -19,7 +19,9 @@ Latency target (instead of --compression_factor): --target_latency_ms 50 (or --t
 with --latency_input_size 1024,2048 times the model's layers on this machine (cached under
 --latency_table_dir), then greedily narrows one unit per step (NetAdapt), each candidate scored
 by mIoU on --search_eval_batches eval batches after recalibrating batch norm on
---search_recalibrate_batches training batches; see runners/compress_latency.py.
+--search_recalibrate_batches training batches; see runners/compress_latency.py. The latency
+predictions are calibrated end to end by default (--latency_model calibrated: the model timed
+with each block narrowed to --latency_calibration_grid, cached with the tables).
 """
 
 from __future__ import annotations
@@ -101,6 +103,25 @@ flags.DEFINE_enum(
     ["median", "min"],
     "Statistic of the timed runs for the latency target (min is steadier on a busy machine).",
 )
+flags.DEFINE_enum(
+    "latency_model",
+    "calibrated",
+    ["calibrated", "layers"],
+    "Latency predictions of the search: per-layer tables corrected by end-to-end timings of "
+    "the model with each block narrowed (calibrated, cached; about blocks x grid + 2 timings) "
+    "or the per-layer tables alone (layers).",
+)
+flags.DEFINE_list(
+    "latency_calibration_grid",
+    ["0.75", "0.5", "0.25"],
+    "Keep ratios each block (or group) is narrowed to for the end-to-end calibration.",
+)
+flags.DEFINE_enum(
+    "latency_calibration_granularity",
+    "block",
+    ["block", "group"],
+    "Calibration parts: the model's blocks, or every channel group (many more timings).",
+)
 flags.mark_flags_as_required(["input_checkpoint", "config_path", "output_dir"])
 FLAGS = flags.FLAGS
 
@@ -114,16 +135,17 @@ def _size(flag: str) -> list[int] | None:
         raise ValueError(f"--{flag} must be integers H,W, got {','.join(values)}.") from None
 
 
-def _ratios() -> tuple[float, ...]:
-    """--latency_grid as fractions in (0, 1]."""
+def _ratios(flag: str = "latency_grid", allow_full: bool = True) -> tuple[float, ...]:
+    """A grid flag as fractions in (0, 1], or in (0, 1) without ``allow_full``."""
+    values = FLAGS[flag].value
     try:
-        ratios = tuple(float(r) for r in FLAGS.latency_grid)
+        ratios = tuple(float(r) for r in values)
     except ValueError:
         ratios = ()
-    if not ratios or not all(0 < r <= 1 for r in ratios):
+    if not ratios or not all(0 < r < 1 or (allow_full and r == 1) for r in ratios):
         raise ValueError(
-            f"--latency_grid must be fractions in (0, 1] such as 1,0.5,0.25, got "
-            f"{','.join(FLAGS.latency_grid)}."
+            f"--{flag} must be fractions in {'(0, 1]' if allow_full else '(0, 1)'} such as "
+            f"0.75,0.5,0.25, got {','.join(values)}."
         )
     return ratios
 
@@ -151,6 +173,9 @@ def main(argv: list[str]) -> None:
         statistic=FLAGS.latency_statistic,
         timing_runs=FLAGS.latency_runs,
         ratios=_ratios(),
+        latency_model=FLAGS.latency_model,
+        calibration_ratios=_ratios("latency_calibration_grid", allow_full=False),
+        calibration_granularity=FLAGS.latency_calibration_granularity,
     )
 
     result = compression.compress(

@@ -1,7 +1,8 @@
 """``compress.py --target_latency_ms`` / ``--target_speedup``: prune to a latency on this machine.
 
 Config in, plain values out to the library: builds (or reads from its cache) the latency model
-of the full model at ``--latency_input_size`` (:mod:`core.analysis.latency_model`), turns a
+of the full model at ``--latency_input_size`` (:mod:`runners.latency_predictor`: by default the
+per-layer tables calibrated end to end, ``--latency_model layers`` the tables alone), turns a
 speedup into a latency target, scores candidates on a few batches of the config's eval records
 after recalibrating batch norm on a few training batches (:class:`WidthScorer`, the sensitivity
 analysis's machinery), runs the greedy search (:mod:`core.pruning.latency_search`) and returns
@@ -18,12 +19,13 @@ from collections.abc import Sequence
 
 from absl import logging
 
-from builders import config_util, dataset_builder, model_builder
+from builders import config_util, dataset_builder
+from core.analysis import latency_calibration
 from core.analysis import latency_model as latency_models
 from core.pruning import latency_search, latency_search_report, sensitivity, surgery
 from core.pruning.pruner import PruneResult
 from core.pruning.sensitivity_units import make_units
-from runners import recalibrate
+from runners import latency_predictor, recalibrate
 
 DEFAULT_TABLE_DIR = os.path.join("~", ".cache", "fast_semantic_segmentation", "latency")
 
@@ -43,6 +45,9 @@ class SearchOptions:
     statistic: str = "median"
     timing_runs: int = 5
     ratios: tuple[float, ...] = latency_models.DEFAULT_RATIOS
+    latency_model: str = "calibrated"  # or "layers" (runners/latency_predictor.py)
+    calibration_ratios: tuple[float, ...] = latency_calibration.DEFAULT_CALIBRATION_RATIOS
+    calibration_granularity: str = "block"
 
 
 @dataclasses.dataclass
@@ -51,10 +56,11 @@ class SearchOutput:
 
     prune: PruneResult
     search: latency_search.SearchResult
-    latency_model: latency_models.LatencyModel
+    latency_model: latency_models.LatencyModel | latency_calibration.CalibratedLatencyModel
     timer: latency_models.TFCPUTimer
     table_path: str | None
     table_cached: bool
+    predictor: latency_predictor.Predictor | None = None
 
 
 def check_targets(
@@ -123,17 +129,10 @@ def _scorer(model, graph, pipeline, options: SearchOptions) -> latency_search.Wi
 def _measurer(pipeline, graph, timer, latency_size: tuple[int, int]):
     """``widths of the prunable groups -> ms``: the model built at those widths (random weights;
     latency does not depend on them), timed end to end by ``timer``."""
+    build = latency_predictor.model_at_widths(pipeline, graph)
 
     def measure(widths: dict[str, int]) -> float:
-        layer_widths = {
-            scope: widths[group.name]
-            for group in graph.groups
-            if group.name in widths
-            for scope in group.producers
-        }
-        model = model_builder.build(pipeline.model, layer_widths=layer_widths)
-        model.build_variables()
-        return timer.time_model(model, latency_size)
+        return timer.time_model(build(widths), latency_size)
 
     return measure
 
@@ -156,6 +155,7 @@ def search_prune(
         bad option; ConfigError: no eval reader.
     """
     latency_search.allowed_widths(1, options.width_multiple)  # validates it early
+    latency_predictor.check_latency_model(options.latency_model)
     graph = pruner.channel_graph(model)
     tensors = {name: v.numpy() for name, v in model.named_variables().items()}
     prunable, _ = pruner.compute_masks(graph, tensors)  # validates the skips; masks unused
@@ -164,15 +164,20 @@ def search_prune(
         raise ValueError("every channel group is skipped (--skippable_nodes); nothing to prune.")
     timer = latency_models.TFCPUTimer(runs=options.timing_runs, statistic=options.statistic)
     table_dir = os.path.expanduser(options.table_dir) if options.table_dir else None
-    predictor, table_path, cached = latency_models.load_or_build(
+    loaded = latency_predictor.load_predictor(
         model,
+        pipeline,
         graph,
-        model_config_text=str(pipeline.model),
-        input_size=latency_size,
-        cache_dir=table_dir,
-        timer=timer,
+        list(sizes),
+        latency_size,
+        timer,
+        kind=options.latency_model,
+        table_dir=table_dir,
         ratios=options.ratios,
+        calibration_ratios=options.calibration_ratios,
+        granularity=options.calibration_granularity,
     )
+    predictor = loaded.model
     target = options.target_latency_ms or predictor.full_ms / options.target_speedup
     units = make_units(model, graph, options.granularity, list(sizes))
     scorer = _scorer(model, graph, pipeline, options)
@@ -195,7 +200,9 @@ def search_prune(
         layer_widths=surgery.pruned_widths(graph, masks),
         soft=False,
     )
-    return SearchOutput(prune, result, predictor, timer, table_path, cached)
+    return SearchOutput(
+        prune, result, predictor, timer, loaded.table_path, loaded.table_cached, loaded
+    )
 
 
 def report(output: SearchOutput, pruned, latency_size: tuple[int, int], output_dir: str) -> dict:
@@ -213,6 +220,7 @@ def report(output: SearchOutput, pruned, latency_size: tuple[int, int], output_d
         "machine": output.latency_model.key["machine"],
         "latency_table": output.table_path,
         "latency_table_cached": output.table_cached,
+        **(output.predictor.summary() if output.predictor else {}),
         "search_steps": result.steps,
         "search_candidates": len(result.candidates),
         "search_seconds": result.seconds,

@@ -1,20 +1,35 @@
-"""Builds (or reads) a config's latency table and reports predicted against measured latency.
+"""Builds (or reads) a config's latency models and reports their predictions against measurement.
 
 ``python -m runners.latency_table --config_path configs/x.config --input_size 1024,2048``
-prints, for uniform widths 1.0, 0.75, 0.5, 0.25 and a few random per-group mixes, the latency
-predicted by :mod:`core.analysis.latency_model` and the measured end-to-end latency of the
-model built at those widths (random weights: latency does not depend on them).
+prints, for uniform widths 1.0, 0.75, 0.5, 0.25 and a few random per-group mixes, the measured
+end-to-end latency of the model built at those widths (random weights: latency does not depend
+on them), the per-layer model's prediction (:mod:`core.analysis.latency_model`) and, with
+``--latency_model calibrated`` (the default), the end-to-end calibrated prediction
+(:mod:`core.analysis.latency_calibration`), each with its relative error. Every group is
+prunable here (no prune config). Full-model timings: the calibration's (blocks x
+``--latency_calibration_grid`` + 2, unless cached), one per width set, and one for the tables.
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+import os
+import sys
 
-from builders import config_util
-from core.analysis import latency_model
-from core.pruning.dependency import build_channel_graph
-from runners.common import build_model
-from runners.compress_latency import DEFAULT_TABLE_DIR
+from absl import flags
+
+from runners import cli, quiet_logs
+
+if __name__ == "__main__":
+    # Run as a script: the imports below load TensorFlow, so its start-up chatter is quieted
+    # now, as runners.cli.run_main does for the root scripts (the library import stays silent).
+    quiet_logs.install(quiet_logs.verbose_requested(sys.argv))
+
+from builders import config_util  # noqa: E402 - after the quiet-logs hook
+from core.analysis import latency_model  # noqa: E402
+from core.pruning.dependency import build_channel_graph  # noqa: E402
+from runners import latency_predictor  # noqa: E402
+from runners.common import build_model  # noqa: E402
+from runners.compress_latency import DEFAULT_TABLE_DIR  # noqa: E402
 
 flags.DEFINE_string("config_path", None, "Pipeline config of the model.")
 flags.DEFINE_list("input_size", ["1024", "2048"], "Deploy H,W.")
@@ -22,34 +37,87 @@ flags.DEFINE_string("latency_table_dir", DEFAULT_TABLE_DIR, "Cache folder of lat
 flags.DEFINE_list("latency_grid", ["1", "0.75", "0.5", "0.25", "0.125"], "Width fractions.")
 flags.DEFINE_enum("latency_statistic", "median", ["median", "min"], "Statistic of the runs.")
 flags.DEFINE_integer("latency_runs", 5, "Timed runs per measurement.")
+flags.DEFINE_enum(
+    "latency_model", "calibrated", list(latency_predictor.LATENCY_MODELS),
+    "calibrated: report the per-layer and the calibrated predictions; layers: per-layer only.",
+)  # fmt: skip
+flags.DEFINE_list(
+    "latency_calibration_grid", ["0.75", "0.5", "0.25"], "Keep ratios each part is timed at."
+)
+flags.DEFINE_enum(
+    "latency_calibration_granularity", "block", ["block", "group"], "Calibration parts."
+)
+flags.DEFINE_integer("mixes", 3, "Random per-group width mixes to report.")
 FLAGS = flags.FLAGS
 
 
-def report(config_path: str, input_size, table_dir, ratios, statistic: str, runs: int) -> list:
-    """The rows of :func:`core.analysis.latency_model.compare` for a config's model."""
-    import os
+def report(
+    config_path: str,
+    input_size,
+    table_dir,
+    ratios,
+    statistic: str,
+    runs: int,
+    *,
+    kind: str = "calibrated",
+    calibration_ratios=(0.75, 0.5, 0.25),
+    granularity: str = "block",
+    mixes: int = 3,
+) -> list[dict]:
+    """Measured and predicted latency of a config's model at uniform and random widths.
 
+    Returns:
+      One row per width set: ``name``, ``measured_ms``, ``layers_ms`` and ``layers_error``
+      (relative to measured) and, for ``kind="calibrated"``, ``calibrated_ms`` and
+      ``calibrated_error``.
+    """
     pipeline = config_util.load_pipeline_config(config_path)
     model = build_model(pipeline)
     graph = build_channel_graph(model)
     timer = latency_model.TFCPUTimer(runs=runs, statistic=statistic)
     size = tuple(int(n) for n in input_size)
-    predictor, _, _ = latency_model.load_or_build(
+    predictor = latency_predictor.load_predictor(
         model,
+        pipeline,
         graph,
-        model_config_text=str(pipeline.model),
-        input_size=size,
-        cache_dir=os.path.expanduser(table_dir) if table_dir else None,
-        timer=timer,
+        [group.name for group in graph.groups],
+        size,
+        timer,
+        kind=kind,
+        table_dir=os.path.expanduser(table_dir) if table_dir else None,
         ratios=ratios,
+        calibration_ratios=calibration_ratios,
+        granularity=granularity,
     )
+    predictions = {"layers": predictor.layers}
+    if kind == "calibrated":
+        predictions["calibrated"] = predictor.model
+    build = latency_predictor.model_at_widths(pipeline, graph)
+    rows = []
+    for name, widths in latency_model.uniform_and_random_widths(graph, mixes=mixes).items():
+        measured = timer.time_model(build(widths), size)
+        row = {"name": name, "measured_ms": measured}
+        for label, predicting in predictions.items():
+            predicted = predicting.predict(widths)
+            row[f"{label}_ms"] = predicted
+            row[f"{label}_error"] = (predicted - measured) / measured
+        rows.append(row)
+    return rows
 
-    def build(widths):
-        layer_widths = {s: widths[g.name] for g in graph.groups for s in g.producers}
-        return build_model(pipeline, layer_widths=layer_widths)
 
-    sets = latency_model.uniform_and_random_widths(graph)
-    return latency_model.compare(predictor, build, sets, timer, size)
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table (errors in percent of the measured latency)."""
+    labels = [label for label in ("layers", "calibrated") if f"{label}_ms" in rows[0]]
+    head = ["widths", "measured (ms)"]
+    for label in labels:
+        head += [f"{label} (ms)", f"{label} error"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["name"], f"{row['measured_ms']:.2f}"]
+        for label in labels:
+            cells += [f"{row[f'{label}_ms']:.2f}", f"{100 * row[f'{label}_error']:+.1f}%"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv) -> None:
@@ -61,15 +129,14 @@ def main(argv) -> None:
         tuple(float(r) for r in FLAGS.latency_grid),
         FLAGS.latency_statistic,
         FLAGS.latency_runs,
+        kind=FLAGS.latency_model,
+        calibration_ratios=tuple(float(r) for r in FLAGS.latency_calibration_grid),
+        granularity=FLAGS.latency_calibration_granularity,
+        mixes=FLAGS.mixes,
     )
-    print("| widths | predicted (ms) | measured (ms) | error |\n|---|---|---|---|")
-    for row in rows:
-        print(
-            f"| {row['name']} | {row['predicted_ms']:.1f} | {row['measured_ms']:.1f} | "
-            f"{100 * row['error']:+.1f}% |"
-        )
+    print(markdown(rows))
 
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config_path"])
-    app.run(main)
+    cli.run_main(main)

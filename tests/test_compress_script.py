@@ -239,6 +239,7 @@ def test_compress_to_a_latency_target_writes_widths_trace_and_a_restorable_check
             granularity="block",
             table_dir=str(tmp_path / "tables"),
             ratios=(1.0, 0.5),
+            calibration_ratios=(0.5,),  # the default calibrated model, 11 model builds
         ),
     )
     found = json.loads((output_dir / "latency_widths.json").read_text())

@@ -8,8 +8,10 @@ that cut alone, scores the candidates, and keeps the best one. Here:
   a fusion sum or a prune config's ``source`` share one width), or with ``granularity="block"``
   the groups of one of the model's ``pruning_units()`` shrunk by one ratio; groups holding a
   skipped conv are never changed;
-* latency comes from a :class:`core.analysis.latency_model.LatencyModel` (measured tables, no
-  timing during the search);
+* latency comes from a :class:`core.analysis.latency_model.LatencyModel` (measured tables) or,
+  by default in compress.py, its end-to-end calibration
+  (:class:`core.analysis.latency_calibration.CalibratedLatencyModel`); no timing of
+  candidates during the search;
 * widths are at least ``width_multiple`` (at least one filter) and a multiple of it, or the
   group's full width;
 * each step cuts ``(start - target) / steps``, the last one what is left, so a search makes

@@ -72,3 +72,30 @@ def test_library_info_lines_are_dropped_but_not_warnings_or_the_projects_own():
     assert keep(record(f"{site}/tensorflow/python/ops/array_ops.py", logging.WARNING))
     assert keep(record("/work/main/core/deploy/exporter.py", logging.INFO))
     assert keep(record(f"{site}/fast_semantic_segmentation/runners/trainer.py", logging.INFO))
+
+
+def _latency_table(*extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    # A missing config fails after the module's imports have loaded TensorFlow.
+    command = [sys.executable, "-m", "runners.latency_table", "--config_path=/no/such.config"]
+    return subprocess.run(
+        [*command, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_latency_table_module_is_quiet_without_verbose():
+    with ThreadPoolExecutor(2) as pool:
+        quiet, verbose = pool.map(lambda extra: _latency_table(*extra), [(), ("--verbose",)])
+    guard = "cpu_feature_guard"  # "This TensorFlow binary is optimized to use ..."
+    output = quiet.stdout + quiet.stderr
+    assert quiet.returncode == 1, output
+    assert not [line for line in output.splitlines() if any(t in line for t in (*CHATTER, guard))]
+    assert output.strip().splitlines() == [
+        "error: config file not found: '/no/such.config'. Pass --config_path with the path of an "
+        "existing file."
+    ], output
+    assert verbose.returncode == 1
+    for text in (*CHATTER, guard):
+        assert text in verbose.stderr, verbose.stderr  # TensorFlow was imported, and chatted
+    assert "Traceback" in verbose.stderr

@@ -1,0 +1,107 @@
+"""The latency predictor on the tiny ICNet: calibration parts honour skips and ties, and the
+latency table reports measured, per-layer and calibrated latency (oracle timer: exact)."""
+
+from __future__ import annotations
+
+import pytest
+
+from builders import config_util, model_builder
+from core.analysis import latency_model
+from core.pruning.pruner import FilterPruner, NodeSpec
+from core.pruning.sensitivity_units import block_names
+from runners import latency_predictor, latency_table
+from tests.conftest import TINY_CONFIG
+from tests.core.analysis.latency_oracle import OracleTimer
+
+BLOCK1 = "SharedFeatureExtractor/resnet_v1_50/block1/unit_1/bottleneck_v1"
+SKIPPED = "FastPSPModule/Conv"
+
+
+class RecordingTimer(OracleTimer):
+    """The oracle for the tables; calibration models arrive as their group widths, recorded."""
+
+    def __init__(self):
+        super().__init__()
+        self.calibrated = []
+
+    def time_model(self, model, input_size) -> float:
+        if isinstance(model, dict):
+            self.calibrated.append(model)
+            return 10.0 - 0.001 * len(model)
+        return super().time_model(model, input_size)
+
+
+def test_calibration_times_only_prunable_parts_and_narrows_tied_convs_together(monkeypatch):
+    pipeline = config_util.parse_pipeline_text(TINY_CONFIG.format(train="x", val="y"))
+    model = model_builder.build(pipeline.model)
+    model.build_variables()
+    tie = NodeSpec(target=f"{BLOCK1}/conv2", source=f"{BLOCK1}/conv1", label="test tie")
+    pruner = FilterPruner(1.0, skip_scopes=[SKIPPED], node_specs=[tie])
+    graph = pruner.channel_graph(model)
+    tensors = {name: v.numpy() for name, v in model.named_variables().items()}
+    prunable, _ = pruner.compute_masks(graph, tensors)
+    skipped = graph.group_of[SKIPPED].name
+    tied = graph.group_of[f"{BLOCK1}/conv1"].name
+    assert skipped not in prunable and graph.group_of[f"{BLOCK1}/conv2"].name == tied
+    # The calibration's models come back as their widths (no model is built).
+    monkeypatch.setattr(latency_predictor, "model_at_widths", lambda p, g: dict)
+    timer = RecordingTimer()
+    predictor = latency_predictor.load_predictor(
+        model, pipeline, graph, [g for g in prunable], (97, 97), timer,
+        table_dir=None, ratios=(1.0, 0.5), calibration_ratios=(0.5,),
+    )  # fmt: skip
+    calls = timer.calibrated
+    assert calls[0] == calls[-1] == {}  # the full model, first and last
+    narrowed = [widths for widths in calls if widths]
+    assert all(set(widths) <= set(prunable) for widths in narrowed)
+    assert not any(skipped in widths for widths in narrowed)
+    # FastPSPModule holds only the skipped conv: no part, no timing. Every other block: one.
+    blocks = {name for name, scopes in model.pruning_units().items()}
+    assert len(narrowed) == len(blocks) - 1
+    with_tie = [widths for widths in narrowed if tied in widths]
+    assert len(with_tie) == 1
+    widths = latency_predictor.layer_widths(graph, with_tie[0])
+    assert widths[f"{BLOCK1}/conv1"] == widths[f"{BLOCK1}/conv2"] == with_tie[0][tied]
+    assert predictor.kind == "calibrated" and predictor.summary()["latency_model"] == "calibrated"
+    with pytest.raises(ValueError, match="--latency_model must be one of calibrated, layers"):
+        latency_predictor.load_predictor(
+            model, pipeline, graph, list(prunable), (97, 97), timer, kind="fast", table_dir=None
+        )
+
+
+def test_the_latency_table_reports_both_predictions_exact_for_an_additive_oracle(
+    tiny_config_path, tmp_path, monkeypatch
+):
+    # The oracle's latency is additive and bilinear: the per-layer model is exact, every
+    # calibration factor is 1, and both predictions must equal the oracle's figure, at widths
+    # that narrow calibrated and uncalibrated groups alike.
+    monkeypatch.setattr(latency_model, "TFCPUTimer", OracleTimer)
+    parts, load_predictor = [], latency_predictor.load_predictor
+
+    def two_blocks(model, pipeline, graph, prunable, *args, **kwargs):
+        # Calibrating two of the nine blocks keeps the test to ten model builds.
+        blocks = block_names(model, graph)
+        kept = [g for g in prunable if blocks[g] in ("block1", "full_branch")]
+        predictor = load_predictor(model, pipeline, graph, kept, *args, **kwargs)
+        parts.extend(predictor.model.calibration["parts"])
+        return predictor
+
+    monkeypatch.setattr(latency_predictor, "load_predictor", two_blocks)
+    rows = latency_table.report(
+        tiny_config_path, (97, 97), str(tmp_path), (1.0, 0.5, 0.25), "median", 1,
+        calibration_ratios=(0.5,), mixes=1,
+    )  # fmt: skip
+    assert parts == ["block1", "full_branch"]
+    assert [row["name"] for row in rows] == [
+        "uniform 1.0", "uniform 0.75", "uniform 0.5", "uniform 0.25", "random mix 1",
+    ]  # fmt: skip
+    for row in rows:
+        assert row["layers_ms"] == pytest.approx(row["measured_ms"], rel=1e-9)
+        assert row["calibrated_ms"] == pytest.approx(row["measured_ms"], rel=1e-9)
+        assert row["calibrated_error"] == pytest.approx(0.0, abs=1e-9)
+    table = latency_table.markdown(rows).splitlines()
+    assert table[0] == (
+        "| widths | measured (ms) | layers (ms) | layers error | calibrated (ms) | "
+        "calibrated error |"
+    )
+    assert len(table) == 2 + len(rows) and table[4].startswith("| uniform 0.5 | ")
