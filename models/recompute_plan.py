@@ -9,7 +9,7 @@ resizes, the classifiers) is ``other``.
 
 Two plans use the measurement:
 
-- :func:`measured_groups` (``train_mem_saving.py``'s default): recompute, one by one, the steps
+- :func:`measured_groups`: recompute, one by one, the steps
   whose saving (``internal - output``) is largest, until ``share`` of the whole possible saving
   is reached. Single steps keep the largest activation that backprop rebuilds at once small (a
   recomputed segment's internals are all alive while its gradient is taken), and skipping the
@@ -18,7 +18,20 @@ Two plans use the measurement:
 - :func:`sqrt_groups` (Chen et al. 2016, "Training deep nets with sublinear memory cost"):
   every step is recomputed, in runs whose internal bytes stay under ``total / sqrt(n)``; with n
   steps of similar cost that is about sqrt(n) runs of sqrt(n) steps, so what is kept (one output
-  per run) and what is rebuilt at once (one run) are both O(sqrt(n)).
+  per run) and what is rebuilt at once (one run) are both O(sqrt(n)). This is
+  ``train_mem_saving.py``'s default.
+
+Where the memory goes (ICNet 1.0, 713x713, batch 2, float32; issue 15): the steps' forward
+tensors total about 1.9 GB, ``other`` only 79 MiB (mostly the 62.6 MiB bilinear x2 resize in
+front of ``Predictions/Conv``; the losses see 1/4-resolution logits, 4.9 MiB each, so the
+softmax and aux losses are small). The largest single steps are the full-resolution branch's
+``Conv`` (311 MiB: conv, unfused batch norm and ReLU6 at 357x357x64) and ``block1/unit_1``
+(198 MiB); a recomputed run is rebuilt whole while its gradient is taken, so the step's peak is
+what is kept plus the largest rebuild, and the backbone and the full branch are rebuilt
+concurrently when the executor interleaves them (hence run-to-run spread of the peak). The
+weight gradients (103 MiB) used to be all alive at the end of backprop because Keras's replica
+all-reduce joins them; ``core.training.optimizers.TF1MomentumOptimizer`` skips it with one
+replica, so each is freed once applied. Measured figures are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ def gradient_run(config_path: str):
         statistics = [v.numpy() for v in model.non_trainable_variables]
         return float(losses["total"]), [g.numpy() for g in gradients], statistics
 
+    # For a test of a whole compiled step: the batch, the step and a weight reset.
+    run.batch, run.step = (images, labels), step
+    run.reset = lambda: [v.assign(x) for v, x in zip(model.variables, initial, strict=True)]
     return model, run
 
 

@@ -127,6 +127,39 @@ def test_invalid_momentum(momentum):
         TF1MomentumOptimizer(learning_rate=0.1, momentum=momentum)
 
 
+def _ancestors(op: tf.Operation) -> set:
+    """Every op ``op`` waits for, through data and control edges."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def test_single_replica_update_waits_only_for_its_own_gradient():
+    # Keras all-reduces the gradients through one identity over the whole list, which keeps
+    # every gradient alive until the last is computed; with one replica there is nothing to
+    # sum, and each variable's update must depend on its own gradient only.
+    variables = [keras.Variable(w) for w in INITIAL]
+    optimizer = TF1MomentumOptimizer(learning_rate=0.1)
+    optimizer.build(variables)
+
+    @tf.function
+    def apply(first, second):
+        optimizer.apply_gradients(zip((first, second), variables, strict=True))
+
+    concrete = apply.get_concrete_function(*(tf.TensorSpec(w.shape, tf.float32) for w in INITIAL))
+    gradients = [tensor.op for tensor in concrete.inputs[:2]]
+    updates = [op for op in concrete.graph.get_operations() if op.type == "AssignSubVariableOp"]
+    assert len(updates) == 2
+    waits = [{g for g in gradients if g in _ancestors(update)} for update in updates]
+    assert sorted(len(w) for w in waits) == [1, 1], waits
+    assert waits[0] != waits[1]
+
+
 _MIRRORED_SCRIPT = textwrap.dedent(
     """
     import json
