@@ -2,7 +2,9 @@
 
 :class:`TFCPUTimer` implements the two methods of
 :class:`core.analysis.latency_model.LayerTimer` (``time_layer``, ``time_model``); a TFLite
-interpreter or GPU timer would implement the same two. :func:`machine_key` is the part of the
+interpreter or GPU timer would implement the same two. Its optional ``time_relative`` times a
+model against a reference round-robin (the latency search's end-to-end checks use it when a
+timer has it). :func:`machine_key` is the part of the
 latency tables' cache key that names the machine.
 """
 
@@ -115,6 +117,19 @@ class TFCPUTimer:
         from core.pruning import compression  # noqa: PLC0415 - core.pruning imports this package
 
         return self._pick(compression.measure_latency(model, input_size, self.runs))
+
+    def time_relative(self, model, reference, input_size: tuple[int, int]) -> float:
+        """``model``'s latency over ``reference``'s, the two timed round-robin.
+
+        A ratio of two interleaved timings hardly moves when other processes load the
+        machine, where either timing alone can double.
+        """
+        from core.pruning import compression  # noqa: PLC0415 - as in time_model
+
+        stats = compression.measure_latencies(
+            {"model": model, "reference": reference}, input_size, self.runs
+        )
+        return self._pick(stats["model"]) / self._pick(stats["reference"])
 
 
 def machine_key() -> dict:

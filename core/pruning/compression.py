@@ -122,6 +122,18 @@ def measure_latency(model, input_size: Sequence[int], runs: int) -> latency.Late
     return latency.measure(_forward_call(model, input_size), warmup=LATENCY_WARMUP, runs=runs)
 
 
+def measure_latencies(
+    models: dict, input_size: Sequence[int], runs: int
+) -> dict[str, latency.LatencyStats]:
+    """Times several models' batch-1 forward passes round-robin (name -> stats).
+
+    Each round runs every model once, in a rotated order, so a burst of load from other
+    processes lands on all of them alike (:func:`core.analysis.latency.measure_interleaved`).
+    """
+    calls = {name: _forward_call(model, input_size) for name, model in models.items()}
+    return latency.measure_interleaved(calls, warmup=LATENCY_WARMUP, runs=runs)
+
+
 def _forward_call(model, input_size: Sequence[int]):
     """A callable running one traced batch-1 forward pass of ``model`` to completion."""
     height, width = input_size
@@ -142,11 +154,7 @@ def latency_report(model, pruned, size: tuple[int, int], runs: int) -> dict:
     The two are timed round-robin (:func:`core.analysis.latency.measure_interleaved`), so
     that load from other processes cannot make the pruned model look slower than its parent.
     """
-    stats = latency.measure_interleaved(
-        {"before": _forward_call(model, size), "after": _forward_call(pruned, size)},
-        warmup=LATENCY_WARMUP,
-        runs=runs,
-    )
+    stats = measure_latencies({"before": model, "after": pruned}, size, runs)
     before, after = stats["before"], stats["after"]
     report = {
         "latency_input_size": list(size),
