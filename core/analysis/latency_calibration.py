@@ -3,8 +3,9 @@
 Isolated conv timings do not add up to a network's latency: ICNet's branches run concurrently
 (a conv off the critical path saves nothing end to end), and a small conv timed alone pays
 dispatch costs that the graph hides. NetAdapt's remedy is empirical measurement, so this
-module times the *whole* model with one part narrowed at a time and uses the per-layer model
-(:class:`core.analysis.latency_model.LatencyModel`) only to shape what lies between.
+module times the *whole* model with its parts narrowed in random mixes, fits one correction per
+part, and uses the per-layer model (:class:`core.analysis.latency_model.LatencyModel`) to shape
+and split the savings.
 
 * **Parts.** The calibration narrows *parts*: sets of prunable channel groups (ties merged;
   skipped groups are in no part and never narrowed). By default a part is one of the model's
@@ -12,31 +13,34 @@ module times the *whole* model with one part narrowed at a time and uses the per
   each CFF unit: 9 parts for ICNet), or each group alone (``granularity="group"``); the caller
   builds them (``core.pruning.sensitivity_units.make_units``).
 * **Measurements.** The full model is timed first and last (the reference is their mean); in
-  between, each part at each keep ratio ``r`` (default 0.75, 0.5, 0.25; each of its groups
-  keeps ``max(1, int(size * r))``), everything else full: ``parts x ratios + 2`` end-to-end
-  timings (29 for ICNet), with the same timer's ``time_model``.
-* **Correction factors.** Part ``p`` at ratio ``r`` saved ``M = T_full - T_p(r)`` measured,
-  where the per-layer model predicts ``P = -delta(full, part p at r)``; ``k_p(r) = M / P``
-  clipped to ``[0, MAX_FACTOR]`` (a narrowed model measured slower is noise, taken as no
-  saving; so is a saving far above the per-layer one). A point whose per-layer saving is below
-  ``MIN_SAVING_SHARE`` of the full latency is not used (its ratio would be noise over noise);
-  a part with no usable point keeps the per-layer savings (``k = 1``). ``k_p`` is
-  interpolated linearly in a group's kept fraction, constant beyond the measured ratios.
+  between, random *mixes*: every part at a keep ratio drawn from ``ratios`` (default 0.75,
+  0.5, 0.25; each of its groups keeps ``max(1, int(size * r))``) or at full width, seeded so
+  that a calibration is repeatable: ``parts x ratios`` mixes (at least ``parts + 1``) plus 2
+  end-to-end timings (29 for ICNet), with the same timer's ``time_model``. A first version
+  narrowed one part at a time; each part alone saved 0-5 ms of ICNet's 49 at 512x1024, the size
+  of the noise between two model builds, so the corrections it derived were noise (savings
+  measured negative, ratios of 7). A mix narrows several parts at once, so its saving stands
+  well above the noise, and every part is in several mixes.
+* **Correction factors.** One per part, ``k_p`` in ``[0, MAX_FACTOR]``, fitted by least
+  squares so that the corrected per-layer savings of the mixes match their measured savings
+  ``T_full - T_mix`` (:func:`fit_corrections`): ``k_p = 1`` keeps the per-layer savings,
+  ``k_p = 0`` says narrowing the part saves nothing end to end (a branch off the critical
+  path). A part whose layers never save 1% of the latency (``MIN_SAVING_SHARE``) in any mix
+  keeps ``k = 1``.
 * **Prediction.** The per-layer saving at ``widths`` is split among the groups: each layer's
   saving ``c(full) - c(widths)`` goes to the groups it reads and writes by their Shapley
   shares (for a conv of cost ``a * cin * cout`` with both narrowed, the input group gets
   ``a (Cin - cin)(Cout + cout) / 2``). Then::
 
-      latency(widths) = T_full - sum over groups g of k_part(g)(w_g / size_g) * S_g(widths)
+      latency(widths) = T_full - sum over groups g of k_part(g) * S_g(widths)
 
-  Adding up savings measured one unit at a time would count the saving of a conv whose input
-  *and* output narrow twice (a quarter of a conv's cost left at half widths, none predicted);
-  splitting the per-layer saving keeps that interaction. The split is the per-layer tables'
-  proportion, so a part's measured saving is shared among its groups as their layers' costs
-  say, and at every calibration point the prediction *is* the measured latency.
+  The same split is used for the fit, so a conv whose input *and* output narrow is counted
+  once, and the per-layer tables shape how a part's saving grows with its width.
 
-What a correction cannot express: savings that interact across parts end to end (narrowing two
-concurrent branches together moves the critical path). ``runners.latency_table`` reports how
+What one factor per part cannot express: a saving that is not proportional to the per-layer one
+(narrowing a branch saves until it is no longer the critical path, then nothing), and
+interactions across parts (narrowing two concurrent branches together moves the critical
+path); the fit spreads them over the factors. ``runners.latency_table`` reports how
 far that leaves the prediction on a given machine.
 """
 
@@ -63,7 +67,8 @@ __all__ = [
     "load_or_calibrate",
 ]
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2  # 2: corrections fitted to random mixes (1: one part at a time)
+CALIBRATION_SEED = 20260
 DEFAULT_CALIBRATION_RATIOS = (0.75, 0.5, 0.25)
 _DRIFT_WARNING = 0.05  # full-model timings before and after further apart than this: warn
 # A correction is measured saving / per-layer saving, so timing noise on a small per-layer
@@ -88,35 +93,73 @@ def _check_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
     return ratios
 
 
+def _mix_plans(
+    parts: Mapping[str, Sequence[str]],
+    sizes: Mapping[str, int],
+    ratios: Sequence[float],
+    count: int,
+    seed: int,
+) -> list[tuple[dict[str, float], dict[str, int]]]:
+    """``count`` random mixes: every part at a ratio drawn from ``ratios`` or full width.
+
+    Returns (part -> ratio of the narrowed parts, group -> kept channels) pairs. A mix that
+    narrows nothing is drawn again; so is the whole set while some part is never narrowed.
+    """
+    rng = np.random.default_rng(seed)
+    options = (*ratios, 1.0)
+    narrowable = [
+        name
+        for name, groups in parts.items()
+        if any(part_widths(groups, sizes, min(ratios))[g] < sizes[g] for g in groups)
+    ]
+    plans: list[tuple[dict[str, float], dict[str, int]]] = []
+    for _attempt in range(100):
+        plans = []
+        while len(plans) < count:
+            chosen = {name: float(rng.choice(options)) for name in parts}
+            widths: dict[str, int] = {}
+            for name, ratio in chosen.items():
+                if ratio < 1.0:
+                    widths.update(part_widths(parts[name], sizes, ratio))
+            widths = {g: w for g, w in widths.items() if w < sizes[g]}
+            if widths:
+                plans.append(({n: r for n, r in chosen.items() if r < 1.0}, widths))
+        if all(any(name in mix for mix, _ in plans) for name in narrowable):
+            break
+    return plans
+
+
 def calibrate(
     parts: Mapping[str, Sequence[str]],
     sizes: Mapping[str, int],
     measure: Callable[[dict[str, int]], float],
     ratios: Sequence[float] = DEFAULT_CALIBRATION_RATIOS,
+    mixes: int | None = None,
+    seed: int = CALIBRATION_SEED,
 ) -> dict:
-    """Times the full model and each part narrowed alone, end to end (module docstring).
+    """Times the full model and random mixes of narrowed parts, end to end (module docstring).
 
     Args:
       parts: part name -> its channel groups (prunable groups only).
       sizes: group -> full channels, for every group of ``parts``.
       measure: ``{group: kept channels}`` (others full) -> measured end-to-end ms.
-      ratios: keep ratios each part is timed at, in (0, 1).
+      ratios: keep ratios a part is drawn at (or full width), in (0, 1).
+      mixes: how many mixes (default ``len(parts) * len(ratios)``, at least ``len(parts) + 1``).
+      seed: of the draws.
 
     Returns:
-      The calibration document: ``full_ms`` (reference), ``full_runs_ms`` (first, last) and
-      ``parts``: name -> ``{"groups": [..], "points": [{"ratio", "widths", "measured_ms"}]}``.
-      A part whose groups keep every channel at a ratio (a 1-channel group) is not timed there.
+      The calibration document: ``full_ms`` (reference), ``full_runs_ms`` (first, last),
+      ``parts``: name -> ``{"groups": [..]}``, and ``mixes``: ``[{"ratios": {part: r},
+      "widths": {group: kept}, "measured_ms"}]``.
     """
     ratios = _check_ratios(ratios)
     missing = sorted({g for groups in parts.values() for g in groups} - set(sizes))
     if missing:
         raise ValueError(f"calibration parts name groups with no size: {missing[:5]}.")
-    plans = []
-    for name, groups in parts.items():
-        for ratio in ratios:
-            widths = part_widths(groups, sizes, ratio)
-            if any(widths[g] < sizes[g] for g in groups):
-                plans.append((name, ratio, widths))
+    count = mixes if mixes is not None else max(len(parts) * len(ratios), len(parts) + 1)
+    if count < 1:
+        raise ValueError(f"the calibration needs at least one mix, got {count}.")
+    plans = _mix_plans(parts, sizes, ratios, count, seed)
     total, started = len(plans) + 2, time.perf_counter()
 
     def timed(widths: dict[str, int], what: str, done: int) -> float:
@@ -129,10 +172,11 @@ def calibrate(
         return ms
 
     first = timed({}, "full width", 1)
-    points: dict[str, list[dict]] = {name: [] for name in parts}
-    for index, (name, ratio, widths) in enumerate(plans, start=2):
-        ms = timed(widths, f"{name} at {ratio:g}", index)
-        points[name].append({"ratio": ratio, "widths": widths, "measured_ms": ms})
+    found = []
+    for index, (chosen, widths) in enumerate(plans, start=2):
+        what = "mix " + ", ".join(f"{name} {ratio:g}" for name, ratio in chosen.items())
+        ms = timed(widths, what, index)
+        found.append({"ratios": chosen, "widths": widths, "measured_ms": ms})
     last = timed({}, "full width again", total)
     if abs(last - first) > _DRIFT_WARNING * min(first, last):
         logging.warning(
@@ -146,10 +190,42 @@ def calibrate(
         "full_ms": (first + last) / 2.0,
         "full_runs_ms": [first, last],
         "ratios": list(ratios),
-        "parts": {
-            name: {"groups": list(groups), "points": points[name]} for name, groups in parts.items()
-        },
+        "seed": seed,
+        "parts": {name: {"groups": list(groups)} for name, groups in parts.items()},
+        "mixes": found,
     }
+
+
+def fit_corrections(
+    savings: np.ndarray, measured: np.ndarray, upper: float = MAX_FACTOR, sweeps: int = 2000
+) -> np.ndarray:
+    """Least squares ``savings @ k ~ measured`` with every ``k`` in ``[0, upper]``.
+
+    Coordinate descent on a convex problem (each step minimises exactly over one ``k`` and
+    clips it), started from ``k = 1``: the per-layer model as it is.
+
+    Args:
+      savings: ``[mixes, parts]`` per-layer predicted savings.
+      measured: ``[mixes]`` measured savings.
+    """
+    savings = np.asarray(savings, dtype=np.float64)
+    measured = np.asarray(measured, dtype=np.float64)
+    factors = np.ones(savings.shape[1])
+    norms = (savings**2).sum(axis=0)
+    residual = measured - savings @ factors
+    for _ in range(sweeps):
+        largest = 0.0
+        for j in np.flatnonzero(norms > 0):
+            column = savings[:, j]
+            value = min(max(factors[j] + column @ residual / norms[j], 0.0), upper)
+            change = value - factors[j]
+            if change:
+                residual -= change * column
+                factors[j] = value
+                largest = max(largest, abs(change))
+        if largest < 1e-12:
+            break
+    return factors
 
 
 def _shapley_savings(
@@ -200,40 +276,65 @@ class CalibratedLatencyModel:
                 self._sizes[layer.out_group] = layer.out_channels
             for group in {layer.out_group, *(g for g, _ in layer.in_segments)} - {None}:
                 self._by_group.setdefault(group, []).append(layer)
-        self._factors: dict[str, tuple[list[float], list[float]]] = {}
         self._part_of: dict[str, str] = {}
         for name, part in calibration["parts"].items():
             for group in part["groups"]:
                 self._part_of[group] = name
-            found = []
-            for point in part["points"]:
-                predicted = -layers_model.delta({}, point["widths"])
-                measured = self.full_ms - point["measured_ms"]
-                if predicted < MIN_SAVING_SHARE * self.full_ms:
-                    continue  # within timing noise: the ratio says nothing
-                factor = measured / predicted
-                if not 0.0 <= factor <= MAX_FACTOR:
-                    logging.warning(
-                        "Latency calibration: %s at %g saved %.2f ms end to end where its layers "
-                        "predict %.2f ms; correction %.2f clipped to [0, %g] (timing noise?).",
-                        name, point["ratio"], measured, predicted, factor, MAX_FACTOR,
-                    )  # fmt: skip
-                found.append((point["ratio"], min(max(factor, 0.0), MAX_FACTOR)))
-            if found:
-                found.sort()
-                self._factors[name] = ([r for r, _ in found], [k for _, k in found])
+        self._factors: dict[str, float] = self._fit(calibration)
 
-    def factor(self, group: str, width: int) -> float:
-        """The correction of ``group``'s per-layer saving at ``width`` (1 when uncalibrated)."""
-        part = self._part_of.get(group)
-        if part not in self._factors:
-            return 1.0
-        ratios, factors = self._factors[part]
-        return float(np.interp(width / self._sizes[group], ratios, factors))
+    def _fit(self, calibration: Mapping) -> dict[str, float]:
+        """One correction per part, fitted to the mixes' measured savings (module docstring)."""
+        names = list(calibration["parts"])
+        mixes = calibration.get("mixes", [])
+        if not names or not mixes:
+            return {}
+        savings = np.zeros((len(mixes), len(names)))
+        measured = np.zeros(len(mixes))
+        column = {name: index for index, name in enumerate(names)}
+        for row, mix in enumerate(mixes):
+            measured[row] = self.full_ms - mix["measured_ms"]
+            for group, saving in self._raw_savings(mix["widths"]).items():
+                if group in self._part_of:
+                    savings[row, column[self._part_of[group]]] += saving
+        # A part whose layers never save 1% of the latency in any mix is left as it is (k = 1):
+        # its correction would be timing noise over a negligible saving.
+        fitted = savings.max(axis=0) >= MIN_SAVING_SHARE * self.full_ms
+        if not fitted.any():
+            return {}
+        kept = measured - savings[:, ~fitted].sum(axis=1)
+        factors = fit_corrections(savings[:, fitted], kept)
+        found = dict(
+            zip([n for n, f in zip(names, fitted, strict=True) if f], factors, strict=True)
+        )
+        for name, factor in found.items():
+            if factor in (0.0, MAX_FACTOR):
+                logging.warning(
+                    "Latency calibration: %s's correction is at its bound (%g): end to end its "
+                    "narrowing saves %s than its layers predict (or the timings are noisy).",
+                    name, factor, "nothing more" if factor == 0.0 else "far more",
+                )  # fmt: skip
+        return {name: float(factor) for name, factor in found.items()}
 
-    def factors(self) -> dict[str, dict[float, float]]:
-        """Part -> {ratio: correction factor} (for reports)."""
-        return {name: dict(zip(*found, strict=True)) for name, found in self._factors.items()}
+    def factor(self, group: str, width: int | None = None) -> float:
+        """The correction of ``group``'s per-layer saving (1 when uncalibrated); one per part,
+        whatever the width."""
+        return self._factors.get(self._part_of.get(group), 1.0)
+
+    def factors(self) -> dict[str, float]:
+        """Part -> its fitted correction factor (for reports)."""
+        return dict(self._factors)
+
+    def _raw_savings(self, widths: Mapping[str, int]) -> dict[str, float]:
+        """Per-layer (uncorrected) milliseconds each narrowed group saves at ``widths``."""
+        found: dict[str, float] = {}
+        for layer in self.layers_model.layers:
+            players = self._narrowed(layer, widths)
+            if players:
+                for group, share in _shapley_savings(
+                    self.layers_model, layer, widths, players
+                ).items():
+                    found[group] = found.get(group, 0.0) + share
+        return found
 
     def _narrowed(self, layer: LayerShape, widths: Mapping[str, int]) -> list[str]:
         groups = sorted({layer.out_group, *(g for g, _ in layer.in_segments)} - {None})
@@ -287,6 +388,7 @@ def calibration_key(
         "granularity": granularity,
         "ratios": list(_check_ratios(ratios)),
         "parts_sha256": hashlib.sha256(parts_text.encode()).hexdigest(),
+        "seed": CALIBRATION_SEED,
     }
     return key
 
@@ -334,11 +436,12 @@ def load_or_calibrate(
             logging.info(
                 "Latency calibration %s is for another model or machine; timing again.", path
             )
-    count = len(parts) * len(_check_ratios(ratios))
+    count = max(len(parts) * len(_check_ratios(ratios)), len(parts) + 1)
     logging.info(
-        "Latency calibration: timing the full model with each of %d parts (%s) narrowed to %s: "
-        "about %d end-to-end timings.",
-        len(parts), granularity, ", ".join(f"{r:g}" for r in _check_ratios(ratios)), count + 2,
+        "Latency calibration: timing the full model with its %d parts (%s) narrowed in %d "
+        "random mixes of %s and full width: %d end-to-end timings.",
+        len(parts), granularity, count, ", ".join(f"{r:g}" for r in _check_ratios(ratios)),
+        count + 2,
     )  # fmt: skip
     document = calibrate(parts, sizes, measure, ratios)
     if path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from core.analysis import latency_calibration, latency_model
@@ -50,12 +51,9 @@ def test_concurrent_branches_fool_the_per_layer_model_but_not_the_calibrated_one
     calibrated, _, _ = latency_calibration.load_or_calibrate(
         layers, {"a": ["a"], "b": ["b"]}, sizes, timer.time_model, cache_dir=None
     )
-    # a alone at 0.75/0.5/0.25: 2 + max(7.5|5|2.5, 2): saves 2.5/5/7.5 ms, as per-layer: k = 1.
-    # b alone at any ratio: 2 + max(10, ..) = 12: saves nothing of its 1.5/1/0.5 ms: k = 0.
-    assert calibrated.factors() == {
-        "a": pytest.approx({0.25: 1.0, 0.5: 1.0, 0.75: 1.0}),
-        "b": pytest.approx({0.25: 0.0, 0.5: 0.0, 0.75: 0.0}),
-    }
+    # In every mix a keeps >= 25 channels, so A (>= 2.5 ms) stays slower than B (<= 2 ms):
+    # the measured saving is a's per-layer saving 0.1 * (100 - a) exactly, b's never counts.
+    assert calibrated.factors() == pytest.approx({"a": 1.0, "b": 0.0})
     # widths: (measured = 2 + max(0.1 a, 0.05 b), per-layer = -1 + 0.1 a + 0.5 + 0.05 b + 0.5)
     expected = {
         (75, 30): (9.5, 9.0),
@@ -76,46 +74,68 @@ def test_concurrent_branches_fool_the_per_layer_model_but_not_the_calibrated_one
     assert len(timer.model_calls) == 1 + 2 + 6 + len(expected)
 
 
-def test_corrections_are_interpolated_between_the_measured_ratios():
-    timer, sizes, layers = _two_branches(0.15)  # B: 6 ms, critical once A drops below it
+def test_corrections_are_the_least_squares_fit_of_the_mixes():
+    timer, sizes, layers = _two_branches(0.25)  # B: 10 ms as A: either can be critical
     calibrated, _, _ = latency_calibration.load_or_calibrate(
         layers, {"a": ["a"], "b": ["b"]}, sizes, timer.time_model, cache_dir=None
     )
-    # a at 0.75: 2 + max(7.5, 6) = 9.5, saves 2.5 of 2.5: k 1; at 0.5: 2 + 6 = 8, saves 4 of 5:
-    # k 0.8; at 0.25: saves 4 of 7.5: k 0.5333.
-    assert calibrated.factors()["a"] == pytest.approx({0.75: 1.0, 0.5: 0.8, 0.25: 4 / 7.5})
-    # a at 60 (0.6): k = 0.8 + 0.2 * (0.1 / 0.25) = 0.88; per-layer saving 4 ms -> 12 - 3.52.
-    assert calibrated.factor("a", 60) == pytest.approx(0.88)
-    assert calibrated.predict({"a": 60}) == pytest.approx(8.48)
-    assert timer.time_model({"a": 60}) == pytest.approx(8.0)  # within 6%
-    # Beyond the measured ratios the correction is constant: 0.1 -> k(0.25), 0.9 -> k(0.75).
-    assert calibrated.factor("a", 10) == pytest.approx(4 / 7.5)
-    assert calibrated.factor("a", 90) == pytest.approx(1.0)
-
-
-def test_noisy_or_negligible_savings_do_not_blow_up_the_corrections():
-    timer, sizes, layers = _two_branches(0.05)
-    # b at 0.25: per-layer saving 0.05 * 30 = 1.5 ms, a noisy timing says 12 - 8 = 4 ms
-    # (k 2.67 -> 2); a at 0.25: per-layer 7.5 ms, measured 0.5 ms slower (k < 0 -> 0).
-    noise = {(("a", 25),): 12.0 + 0.5, (("b", 10),): 8.0}
-
-    def noisy(widths):
-        return noise.get(tuple(sorted(widths.items())), None) or timer.time_model(widths)
-
-    calibrated, _, _ = latency_calibration.load_or_calibrate(
-        layers, {"a": ["a"], "b": ["b"]}, sizes, noisy, cache_dir=None, ratios=(0.5, 0.25)
+    mixes = calibrated.calibration["mixes"]
+    assert len(mixes) == 6 and all(mix["widths"] for mix in mixes)
+    assert {r for mix in mixes for r in mix["ratios"].values()} <= {0.75, 0.5, 0.25}
+    # The oracle: savings by hand (conv a: 0.1 ms per channel, b: 0.25), numpy's least squares.
+    savings = np.array(
+        [
+            [0.1 * (100 - m["widths"].get("a", 100)), 0.25 * (40 - m["widths"].get("b", 40))]
+            for m in mixes
+        ]
     )
-    assert calibrated.factors()["a"] == pytest.approx({0.5: 1.0, 0.25: 0.0})
-    assert calibrated.factors()["b"] == pytest.approx({0.5: 0.0, 0.25: 2.0})
-    # A part whose per-layer saving is under 1% of the latency (0.1 ms of 12) is not used: k 1.
-    tiny = latency_calibration.CalibratedLatencyModel(
-        layers,
-        {"full_ms": 12.0, "parts": {"b": {"groups": ["b"], "points": [
-            {"ratio": 0.95, "widths": {"b": 38}, "measured_ms": 6.0},
-        ]}}},
-        key={},
-    )  # fmt: skip
-    assert tiny.factor("b", 38) == 1.0 and tiny.factors() == {}
+    measured = np.array([12.0 - timer.time_model(m["widths"]) for m in mixes])
+    expected, *_ = np.linalg.lstsq(savings, measured, rcond=None)
+    assert np.all((expected > 0) & (expected < 2))  # inside the bounds: the same solution
+    fitted = calibrated.factors()
+    assert [fitted["a"], fitted["b"]] == pytest.approx(expected, abs=1e-6)
+    # Held-out widths: 12 - k_a 0.1 (100 - a) - k_b 0.25 (40 - b).
+    for a, b in [(60, 30), (40, 20), (80, 10)]:
+        widths = {"a": a, "b": b}
+        by_hand = 12 - expected[0] * 0.1 * (100 - a) - expected[1] * 0.25 * (40 - b)
+        assert calibrated.predict(widths) == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_fit_corrections_is_bounded_least_squares():
+    rng = np.random.default_rng(3)
+    savings = rng.uniform(0.5, 3.0, size=(12, 3))
+    truth = np.array([0.3, 1.2, 0.8])
+    measured = savings @ truth + rng.normal(0, 0.01, size=12)
+    expected, *_ = np.linalg.lstsq(savings, measured, rcond=None)
+    fit = latency_calibration.fit_corrections(savings, measured)
+    assert fit == pytest.approx(expected, abs=1e-8)
+    # A part whose narrowing measures slower (negative savings) is held at 0, and the other
+    # part is the one-dimensional fit of what remains: k = (s . m) / (s . s).
+    savings = np.array([[1.0, 1.0], [2.0, 0.0], [0.0, 1.0]])
+    measured = np.array([0.0, 2.0, -1.0])
+    # Unbounded: k = (1, -1); with k_b >= 0: k_b = 0, k_a = (1*0 + 2*2) / (1 + 4) = 0.8.
+    assert latency_calibration.fit_corrections(savings, measured) == pytest.approx([0.8, 0.0])
+    # Far more saving than predicted is held at the upper bound.
+    assert latency_calibration.fit_corrections([[1.0], [1.0]], [5.0, 7.0]) == pytest.approx([2.0])
+
+
+def test_a_part_with_negligible_savings_keeps_its_per_layer_saving():
+    timer, sizes, layers = _two_branches(0.05)
+    # b's per-layer saving at 38 channels is 0.05 * 2 = 0.1 ms, under 1% of 12: not fitted
+    # (a noisy 6 ms timing would otherwise make its factor anything), k = 1; a is fitted.
+    document = {
+        "full_ms": 12.0,
+        "parts": {"a": {"groups": ["a"]}, "b": {"groups": ["b"]}},
+        "mixes": [
+            {"ratios": {"b": 0.95}, "widths": {"b": 38}, "measured_ms": 6.0},
+            {"ratios": {"a": 0.5}, "widths": {"a": 50}, "measured_ms": 7.0},
+        ],
+    }
+    calibrated = latency_calibration.CalibratedLatencyModel(layers, document, key={})
+    assert calibrated.factor("b") == 1.0 and "b" not in calibrated.factors()
+    # a: 5 ms predicted, 12 - 7 = 5 measured (and the b-only mix adds 0 * k_a): k_a = 1.
+    assert calibrated.factors() == pytest.approx({"a": 1.0})
+    assert calibrated.predict({"b": 38}) == pytest.approx(11.9)
 
 
 def test_a_conv_whose_input_and_output_narrow_is_not_counted_twice():
