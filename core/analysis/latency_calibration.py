@@ -57,13 +57,17 @@ import numpy as np
 from absl import logging
 
 from core import file_utils
+from core.analysis.calibration_design import fit_corrections, mix_plans, part_widths
 from core.analysis.latency_model import LatencyModel, LayerShape
 
 __all__ = [
     "CALIBRATION_VERSION",
+    "MAX_FACTOR",
     "DEFAULT_CALIBRATION_RATIOS",
     "CalibratedLatencyModel",
     "calibrate",
+    "fit_corrections",
+    "part_widths",
     "load_or_calibrate",
 ]
 
@@ -78,11 +82,6 @@ MIN_SAVING_SHARE = 0.01
 MAX_FACTOR = 2.0
 
 
-def part_widths(groups: Sequence[str], sizes: Mapping[str, int], ratio: float) -> dict[str, int]:
-    """The widths of a part's groups at keep ratio ``ratio`` (``max(1, int(size * r))``)."""
-    return {group: max(1, int(sizes[group] * ratio)) for group in groups}
-
-
 def _check_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
     ratios = tuple(sorted({float(r) for r in ratios}, reverse=True))
     if not ratios or not all(0.0 < r < 1.0 for r in ratios):
@@ -91,42 +90,6 @@ def _check_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
             f"width is always the reference), got {list(ratios)}."
         )
     return ratios
-
-
-def _mix_plans(
-    parts: Mapping[str, Sequence[str]],
-    sizes: Mapping[str, int],
-    ratios: Sequence[float],
-    count: int,
-    seed: int,
-) -> list[tuple[dict[str, float], dict[str, int]]]:
-    """``count`` random mixes: every part at a ratio drawn from ``ratios`` or full width.
-
-    Returns (part -> ratio of the narrowed parts, group -> kept channels) pairs. A mix that
-    narrows nothing is drawn again; so is the whole set while some part is never narrowed.
-    """
-    rng = np.random.default_rng(seed)
-    options = (*ratios, 1.0)
-    narrowable = [
-        name
-        for name, groups in parts.items()
-        if any(part_widths(groups, sizes, min(ratios))[g] < sizes[g] for g in groups)
-    ]
-    plans: list[tuple[dict[str, float], dict[str, int]]] = []
-    for _attempt in range(100):
-        plans = []
-        while len(plans) < count:
-            chosen = {name: float(rng.choice(options)) for name in parts}
-            widths: dict[str, int] = {}
-            for name, ratio in chosen.items():
-                if ratio < 1.0:
-                    widths.update(part_widths(parts[name], sizes, ratio))
-            widths = {g: w for g, w in widths.items() if w < sizes[g]}
-            if widths:
-                plans.append(({n: r for n, r in chosen.items() if r < 1.0}, widths))
-        if all(any(name in mix for mix, _ in plans) for name in narrowable):
-            break
-    return plans
 
 
 def calibrate(
@@ -159,7 +122,7 @@ def calibrate(
     count = mixes if mixes is not None else max(len(parts) * len(ratios), len(parts) + 1)
     if count < 1:
         raise ValueError(f"the calibration needs at least one mix, got {count}.")
-    plans = _mix_plans(parts, sizes, ratios, count, seed)
+    plans = mix_plans(parts, sizes, ratios, count, seed)
     total, started = len(plans) + 2, time.perf_counter()
 
     def timed(widths: dict[str, int], what: str, done: int) -> float:
@@ -194,38 +157,6 @@ def calibrate(
         "parts": {name: {"groups": list(groups)} for name, groups in parts.items()},
         "mixes": found,
     }
-
-
-def fit_corrections(
-    savings: np.ndarray, measured: np.ndarray, upper: float = MAX_FACTOR, sweeps: int = 2000
-) -> np.ndarray:
-    """Least squares ``savings @ k ~ measured`` with every ``k`` in ``[0, upper]``.
-
-    Coordinate descent on a convex problem (each step minimises exactly over one ``k`` and
-    clips it), started from ``k = 1``: the per-layer model as it is.
-
-    Args:
-      savings: ``[mixes, parts]`` per-layer predicted savings.
-      measured: ``[mixes]`` measured savings.
-    """
-    savings = np.asarray(savings, dtype=np.float64)
-    measured = np.asarray(measured, dtype=np.float64)
-    factors = np.ones(savings.shape[1])
-    norms = (savings**2).sum(axis=0)
-    residual = measured - savings @ factors
-    for _ in range(sweeps):
-        largest = 0.0
-        for j in np.flatnonzero(norms > 0):
-            column = savings[:, j]
-            value = min(max(factors[j] + column @ residual / norms[j], 0.0), upper)
-            change = value - factors[j]
-            if change:
-                residual -= change * column
-                factors[j] = value
-                largest = max(largest, abs(change))
-        if largest < 1e-12:
-            break
-    return factors
 
 
 def _shapley_savings(
@@ -302,7 +233,7 @@ class CalibratedLatencyModel:
         if not fitted.any():
             return {}
         kept = measured - savings[:, ~fitted].sum(axis=1)
-        factors = fit_corrections(savings[:, fitted], kept)
+        factors = fit_corrections(savings[:, fitted], kept, MAX_FACTOR)
         found = dict(
             zip([n for n, f in zip(names, fitted, strict=True) if f], factors, strict=True)
         )
