@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from builders import config_util, model_builder
 from core.analysis import latency_model
-from core.pruning.pruner import FilterPruner, NodeSpec
 from core.pruning.sensitivity_units import block_names
 from runners import latency_predictor, latency_table
-from tests.conftest import TINY_CONFIG
 from tests.core.analysis.latency_oracle import OracleTimer
-
-BLOCK1 = "SharedFeatureExtractor/resnet_v1_50/block1/unit_1/bottleneck_v1"
-SKIPPED = "FastPSPModule/Conv"
+from tests.core.pruning.tied_model import BLOCK1, SKIPPED, tiny_tied_model
 
 
 class RecordingTimer(OracleTimer):
@@ -32,14 +27,9 @@ class RecordingTimer(OracleTimer):
 
 
 def test_calibration_times_only_prunable_parts_and_narrows_tied_convs_together(monkeypatch):
-    pipeline = config_util.parse_pipeline_text(TINY_CONFIG.format(train="x", val="y"))
-    model = model_builder.build(pipeline.model)
-    model.build_variables()
-    tie = NodeSpec(target=f"{BLOCK1}/conv2", source=f"{BLOCK1}/conv1", label="test tie")
-    pruner = FilterPruner(1.0, skip_scopes=[SKIPPED], node_specs=[tie])
-    graph = pruner.channel_graph(model)
-    tensors = {name: v.numpy() for name, v in model.named_variables().items()}
-    prunable, _ = pruner.compute_masks(graph, tensors)
+    tied_model = tiny_tied_model()
+    pipeline, model, graph = tied_model.pipeline, tied_model.model, tied_model.graph
+    prunable = tied_model.prunable
     skipped = graph.group_of[SKIPPED].name
     tied = graph.group_of[f"{BLOCK1}/conv1"].name
     assert skipped not in prunable and graph.group_of[f"{BLOCK1}/conv2"].name == tied

@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from builders import config_util, model_builder
 from core.pruning import latency_search, surgery
-from core.pruning.pruner import FilterPruner, NodeSpec
 from core.pruning.sensitivity_units import Unit, make_units
-from tests.conftest import TINY_CONFIG
-
-BLOCK1 = "SharedFeatureExtractor/resnet_v1_50/block1/unit_1/bottleneck_v1"
-SKIPPED = "FastPSPModule/Conv"
+from tests.core.pruning.tied_model import BLOCK1, SKIPPED, tiny_tied_model
 
 
 class AdditiveLatency:
@@ -39,15 +34,10 @@ def test_allowed_widths_are_the_full_width_then_multiples():
 
 @pytest.fixture(scope="module")
 def tied_graph():
-    pipeline = config_util.parse_pipeline_text(TINY_CONFIG.format(train="x", val="y"))
-    model = model_builder.build(pipeline.model)
-    model.build_variables()
-    tie = NodeSpec(target=f"{BLOCK1}/conv2", source=f"{BLOCK1}/conv1", label="test tie")
-    pruner = FilterPruner(1.0, skip_scopes=[SKIPPED], node_specs=[tie])
-    graph = pruner.channel_graph(model)
-    tensors = {name: v.numpy() for name, v in model.named_variables().items()}
-    prunable, _ = pruner.compute_masks(graph, tensors)
-    return model, graph, tensors, {g.name: g.size for g in graph.groups if g.name in prunable}
+    tied = tiny_tied_model()
+    graph = tied.graph
+    sizes = {g.name: g.size for g in graph.groups if g.name in tied.prunable}
+    return tied.model, graph, tied.tensors, sizes
 
 
 def test_the_search_respects_ties_skips_and_legal_widths(tied_graph):
