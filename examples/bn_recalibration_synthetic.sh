@@ -53,19 +53,6 @@ TIMES="$OUTPUT/stage_seconds.txt"
 mkdir -p "$OUTPUT"
 touch "$TIMES"
 
-data_override() {
-  printf 'train_input_reader { tf_record_input_reader { input_path: "%s" } } ' \
-    "$DATA/synthetic_train.record*"
-  printf 'eval_input_reader { tf_record_input_reader { input_path: "%s" } } ' \
-    "$DATA/synthetic_val.record*"
-  printf 'eval_config { num_examples: 50 }'
-}
-
-steps_override() {
-  printf 'train_config { num_steps: %d optimizer { adam_optimizer { learning_rate {
-    polynomial_decay_learning_rate { decay_steps: %d } } } } }' "$1" "$1"
-}
-
 if [[ -f "$DATA/synthetic_train.record" && -f "$DATA/synthetic_val.record" ]]; then
   echo "==== data: keeping the records in $DATA"
 else

@@ -64,14 +64,6 @@ mkdir -p "$OUTPUT"
 TIMES="$OUTPUT/stage_seconds.txt"
 : > "$TIMES"
 
-data_override() {
-  printf 'train_input_reader { tf_record_input_reader { input_path: "%s" } } ' \
-    "$DATA/synthetic_train.record*"
-  printf 'eval_input_reader { tf_record_input_reader { input_path: "%s" } } ' \
-    "$DATA/synthetic_val.record*"
-  printf 'eval_config { num_examples: 50 }'
-}
-
 finetune_and_eval() {  # NAME PRUNED_DIR
   local config="$2/pipeline.config"
   run_stage "$1_finetune" "$PYTHON" train.py --config_path "$config" \

@@ -60,23 +60,6 @@ TIMES="$OUTPUT/stage_seconds.txt"
 mkdir -p "$OUTPUT"
 : > "$TIMES"
 
-# Text-format overrides shared by every stage: where the records are, how many val scenes.
-data_override() {
-  printf 'train_input_reader { tf_record_input_reader { input_path: "%s" } } ' \
-    "$DATA/synthetic_train.record*"
-  printf 'eval_input_reader { tf_record_input_reader { input_path: "%s" } } ' \
-    "$DATA/synthetic_val.record*"
-  printf 'eval_config { num_examples: 50 }'
-}
-
-# steps_override STEPS [LEARNING_RATE]: num_steps and the poly decay over the same steps.
-steps_override() {
-  local rate=""
-  if [[ $# -gt 1 ]]; then rate="initial_learning_rate: $2"; fi
-  printf 'train_config { num_steps: %d optimizer { adam_optimizer { learning_rate {
-    polynomial_decay_learning_rate { %s decay_steps: %d } } } } }' "$1" "$rate" "$1"
-}
-
 # init_override CHECKPOINT: start from a segmentation checkpoint (every variable whose name and
 # shape match is restored).
 init_override() {
