@@ -246,9 +246,9 @@ class CalibratedLatencyModel:
                 )  # fmt: skip
         return {name: float(factor) for name, factor in found.items()}
 
-    def factor(self, group: str, width: int | None = None) -> float:
+    def factor(self, group: str) -> float:
         """The correction of ``group``'s per-layer saving (1 when uncalibrated); one per part,
-        whatever the width."""
+        whatever the group's width."""
         return self._factors.get(self._part_of.get(group), 1.0)
 
     def factors(self) -> dict[str, float]:
@@ -276,19 +276,15 @@ class CalibratedLatencyModel:
         if not players:
             return 0.0
         shares = _shapley_savings(self.layers_model, layer, widths, players)
-        return sum(self.factor(g, widths[g]) * share for g, share in shares.items())
+        return sum(self.factor(g) * share for g, share in shares.items())
 
     def savings(self, widths: Mapping[str, int]) -> dict[str, float]:
         """Calibrated milliseconds each narrowed group saves at ``widths``; ``predict`` is
         ``full_ms`` minus their sum."""
-        found: dict[str, float] = {}
-        for layer in self.layers_model.layers:
-            players = self._narrowed(layer, widths)
-            if players:
-                shares = _shapley_savings(self.layers_model, layer, widths, players)
-                for group, share in shares.items():
-                    found[group] = found.get(group, 0.0) + self.factor(group, widths[group]) * share
-        return found
+        return {
+            group: self.factor(group) * saving
+            for group, saving in self._raw_savings(widths).items()
+        }
 
     def predict(self, widths: Mapping[str, int]) -> float:
         """Predicted end-to-end milliseconds at ``widths`` (group -> kept; missing: full)."""
