@@ -56,7 +56,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models import outputs, recompute
+from models import outputs, quantization, recompute
 from models.backbones import build_backbone
 from models.backbones.base import Backbone
 from models.layers.conv_bn import ConvBN, PredictionConv
@@ -199,13 +199,20 @@ class SegmentationModel(keras.Model):
     def count_parameters(self, include_aux: bool = False, include_bn: bool = False) -> int:
         """Number of parameters under the model zoo's convention (see docs/models.md).
 
+        Quantization-aware training's range variables (``<scope>/act_quant/min`` ...) are never
+        counted: they become the int8 model's quantization parameters, not weights, so a QAT
+        model counts what the same model without QAT does.
+
         Args:
           include_aux: count the training-only auxiliary classifiers.
           include_bn: count BN gamma/beta and moving statistics.
         """
         aux_scopes = set(self.aux_scopes())
+        ranges = set(quantization.range_variables(self))
         total = 0
         for name, variable in self.named_variables().items():
+            if name in ranges:
+                continue
             if not include_aux and name.rsplit("/", 1)[0] in aux_scopes:
                 continue
             if not include_bn and "/BatchNorm/" in name:

@@ -39,6 +39,10 @@ TRAIN_CHECKPOINT_NAME = "model.ckpt"  # runners.trainer.CHECKPOINT_NAME (trainer
 def build_eval_runner(config, options: EvalOptions | None = None) -> EvalRunner:
     """Builds the model, the evaluation dataset, the loss and the dataset metadata from a config.
 
+    With ``train_config.quantize_with_delay`` the model gets the training's fake quantization:
+    a checkpoint at or past the delay is evaluated as the simulated int8 model
+    (:mod:`core.evaluation.quantized_eval`).
+
     Raises:
       ConfigError: the config has no ``eval_input_reader``.
       ValueError, FileNotFoundError: from the builders (bad values, missing records).
@@ -68,6 +72,8 @@ def build_eval_runner(config, options: EvalOptions | None = None) -> EvalRunner:
     dataset = dataset_builder.build_eval_dataset(config.eval_input_reader, eval_config)
     num_examples = options.num_examples or eval_config.num_examples or None
     model.build_variables()
+    # A quantization-aware-training run is scored as what it deploys past its delay.
+    delay = config.train_config.quantize_with_delay if config.HasField("train_config") else 0
     return EvalRunner(
         model,
         dataset,
@@ -77,6 +83,7 @@ def build_eval_runner(config, options: EvalOptions | None = None) -> EvalRunner:
         loss_config=loss.config,
         options=options,
         metadata=metadata,
+        quantize_with_delay=delay,
     )
 
 

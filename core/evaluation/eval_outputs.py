@@ -1,8 +1,11 @@
 """Where evaluation results go: JSON files, the console and TensorBoard.
 
 * ``<eval_dir>/metrics_<step>.json`` (and a copy, ``metrics_latest.json``):
-  the checkpoint, its step, the number of images, the validation loss, the
-  time per image, then the scores of :func:`core.evaluation.metrics.write_json`
+  the checkpoint, its step, the ``forward`` evaluated (``float``, or
+  ``simulated_int8`` for a quantization-aware-training checkpoint at or past
+  ``quantize_with_delay``, which is then recorded too), the number of images,
+  the validation loss, the time per image, then the scores of
+  :func:`core.evaluation.metrics.write_json`
   (``miou``, ``pixel_accuracy``, ``classes: {name: {iou, accuracy, ...}}``,
   ``confusion_matrix``, ...). Undefined scores are ``null``. Files are
   replaced atomically, so a reader never sees a partial one.
@@ -11,7 +14,8 @@
   ``EvalMetrics/mIoU``, ``EvalMetrics/PixelAccuracy``,
   ``EvalMetrics/MeanClassAccuracy``, ``EvalMetrics/IoU/<class>`` (spaces in
   names become ``_``; classes absent from ground truth and predictions are
-  skipped), ``Losses/EvalValidationLoss`` and ``Timing/SecondsPerImage``;
+  skipped), ``Losses/EvalValidationLoss``, ``Timing/SecondsPerImage`` and
+  ``Quantization/SimulatedInt8`` (1: the fake-quantized forward, 0: float);
   optionally images ``EvalImages/<n>/InputImage``, ``.../GroundtruthImage``
   and ``.../PredictionImage``.
 
@@ -77,10 +81,11 @@ def write_results(
 def log_results(result: Mapping[str, Any], extras: Mapping[str, Any]) -> None:
     """Logs the per-class table, the validation loss and the time per image."""
     logging.info(
-        "Results of %s (step %s) on %d images:\n%s\nvalidation loss %.4f, %.4f s per image "
-        "(forward pass)",
+        "Results of %s (step %s, %s forward) on %d images:\n%s\nvalidation loss %.4f, %.4f s "
+        "per image (forward pass)",
         extras["checkpoint"],
         extras["step"],
+        extras.get("forward", "float"),
         extras["num_images"],
         metrics.format_table(result, result["class_names"]),
         extras["validation_loss"],
@@ -117,6 +122,8 @@ def write_summaries(
             _scalar(f"EvalMetrics/IoU/{name.replace(' ', '_')}", float(iou), step)
         _scalar("Losses/EvalValidationLoss", extras["validation_loss"], step)
         _scalar("Timing/SecondsPerImage", extras["seconds_per_image"], step)
+        if "forward" in extras:
+            _scalar("Quantization/SimulatedInt8", float(extras["forward"] != "float"), step)
         for index, (image, groundtruth, prediction) in enumerate(images):
             for name, picture in (
                 ("InputImage", image),

@@ -48,6 +48,7 @@ from core.evaluation.inference import (
     crop_examples,
     inference_on_dataset,
 )
+from core.evaluation.quantized_eval import FLOAT, SIMULATED_INT8, QuantizedEvaluation
 from core.training.losses import SoftmaxLossConfig
 
 __all__ = [
@@ -120,6 +121,9 @@ class EvalRunner:
       class_names: one name per class; default the metadata's.
       metadata: the dataset's names, palette and label ids; default
         :func:`core.datasets.default_metadata`.
+      quantize_with_delay: the training's ``train_config.quantize_with_delay``; > 0 attaches
+        its fake quantization to ``model`` and evaluates each checkpoint at or past that step
+        as the simulated int8 model (:mod:`core.evaluation.quantized_eval`); 0: float.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class EvalRunner:
         options: EvalOptions | None = None,
         class_names: Sequence[str] | None = None,
         metadata: DatasetMetadata | None = None,
+        quantize_with_delay: int = 0,
     ):
         self.model = model
         self.num_classes = num_classes
@@ -175,7 +180,13 @@ class EvalRunner:
                 every=_PROGRESS_EVERY,
             )
         )
-        # Traced once per padded input size, and kept across checkpoints.
+        # Traced once per padded input size, and kept across checkpoints. The quantizers'
+        # switch is read while tracing, so the simulated int8 forward has its own function.
+        self._quantized = None
+        self._int8_forward = None
+        if quantize_with_delay > 0:
+            self._quantized = QuantizedEvaluation(model, quantize_with_delay)
+            self._int8_forward = EvalForward(model)
         self._forward = EvalForward(model)
         self._writers: dict[str, tf.summary.SummaryWriter] = {}
 
@@ -199,15 +210,21 @@ class EvalRunner:
           CheckpointError: the checkpoint is missing or does not fit the model.
           EvaluationError: a record cannot be read, holds invalid class ids, or there is none.
         """
-        prefix = checkpoint_utils.restore_model(self.model, checkpoint_path)
-        step = checkpoint_utils.checkpoint_step(prefix)
-        logging.info("Evaluating %s (step %s)", prefix, step)
+        if self._quantized is None:
+            prefix = checkpoint_utils.restore_model(self.model, checkpoint_path)
+            step = checkpoint_utils.checkpoint_step(prefix)
+            forward = FLOAT
+        else:
+            prefix, step, forward = self._quantized.restore(checkpoint_path)
+        logging.info("Evaluating %s (step %s, %s forward)", prefix, step, forward)
         started = time.perf_counter()
-        merged = inference_on_dataset(self._forward, self._dataset, self._evaluators)
+        run = self._int8_forward if forward == SIMULATED_INT8 else self._forward
+        merged = inference_on_dataset(run, self._dataset, self._evaluators)
         facts = {key: merged.pop(key) for key in _RUN_FACTS if key in merged}
         extras = {
             "checkpoint": prefix,
             "step": step,
+            "forward": forward,
             "num_images": merged["num_images"],
             "validation_loss": facts["validation_loss"],
             "seconds_per_image": facts["seconds_per_image"],
@@ -216,6 +233,8 @@ class EvalRunner:
             "ignore_label": self.ignore_label,
             "dataset": self.metadata.name,
         }
+        if self._quantized is not None:
+            extras["quantize_with_delay"] = self._quantized.delay
         if "predictions_dir" in facts:
             extras["predictions_dir"] = facts["predictions_dir"]
         payload = eval_outputs.write_results(merged, extras, eval_dir)

@@ -153,3 +153,16 @@ def test_quantized_training_freezes_bn_and_trains_through_the_fold(tiny_icnet):
         for name, v in quantization.range_variables(model).items()
         if name.endswith("/max") and "Aux" not in name
     )
+
+
+def test_range_variables_are_not_parameters(tiny_icnet):
+    model, _, _, _, _ = tiny_icnet
+    ranges = quantization.range_variables(model)
+    assert len(ranges) > 100 and set(ranges) <= set(model.named_variables())
+    # The oracle: the same architecture built without quantization-aware training.
+    plain = ICNet(19, filter_scale=0.125, pooling_factors=(1, 2, 4))
+    plain.build_variables((SIZE, SIZE))
+    for include_aux in (False, True):
+        for include_bn in (False, True):
+            flags = dict(include_aux=include_aux, include_bn=include_bn)
+            assert model.count_parameters(**flags) == plain.count_parameters(**flags), flags

@@ -125,6 +125,13 @@ def test_int8_tflite_is_integer_and_float_formats_stay_float(qat_export):
     assert not [node for node in graph_def.node if node.op.startswith("FakeQuant")]
 
 
+def test_summary_counts_the_deployed_weights_not_the_ranges(qat_export):
+    config_path, _, _, _, result, _ = qat_export
+    plain = build_model(config_path)  # the same config without quantization-aware training
+    assert result.summary["parameters"] == plain.count_parameters()
+    assert result.summary["parameters_with_batch_norm"] == plain.count_parameters(include_bn=True)
+
+
 def test_float_checkpoint_still_needs_calibration(qat_export, tmp_path):
     config_path = qat_export[0]
     model = build_model(config_path)
