@@ -22,6 +22,7 @@ from absl import logging
 from builders import config_util, dataset_builder
 from core.analysis import latency_calibration
 from core.analysis import latency_model as latency_models
+from core.analysis.relative_latency import RelativeMeasurer
 from core.pruning import latency_search, latency_search_report, sensitivity, surgery
 from core.pruning.pruner import PruneResult
 from core.pruning.sensitivity_units import make_units
@@ -125,49 +126,6 @@ def _scorer(model, graph, pipeline, options: SearchOptions) -> latency_search.Wi
         recalibrate.make_recalibrator(model, pipeline, num_batches) if num_batches else None
     )
     return latency_search.WidthScorer(model, graph, scorer, recalibrator)
-
-
-class RelativeMeasurer:
-    """End-to-end latency of models at given widths, relative to the full model's.
-
-    The search's stopping rule and the final report compare a measured latency with a target in
-    milliseconds. A single timing on a shared machine can be off by 2x (an ICNet 0.5 at
-    512x1024 measured 70 ms during a search and 99 ms a minute later), so each model is timed
-    round-robin against the full model (random weights: latency does not depend on them) and
-    its latency is reported as ``reference_ms`` (the latency model's full-model latency, timed
-    when it was built) times the ratio of the two: a load that slows both alike cancels. A timer
-    without ``time_relative`` (a test's oracle) is timed one model after the other.
-
-    Args:
-      build: widths of the prunable groups -> a model built at those widths.
-      full_widths: every group at its full width.
-      reference_ms: the full model's latency the ratios scale.
-      timer: a :class:`core.analysis.latency_model.LayerTimer`.
-      latency_size: (height, width) the models are timed at.
-    """
-
-    def __init__(self, build, full_widths, reference_ms: float, timer, latency_size):
-        self._build = build
-        self._full_widths = dict(full_widths)
-        self._full = None
-        self.reference_ms = reference_ms
-        self._timer = timer
-        self._size = latency_size
-
-    def model_ms(self, model) -> float:
-        """The latency of a built model, in the reference's milliseconds."""
-        if self._full is None:
-            self._full = self._build(self._full_widths)
-        if hasattr(self._timer, "time_relative"):
-            ratio = self._timer.time_relative(model, self._full, self._size)
-        else:
-            ratio = self._timer.time_model(model, self._size) / self._timer.time_model(
-                self._full, self._size
-            )
-        return self.reference_ms * ratio
-
-    def __call__(self, widths: dict[str, int]) -> float:
-        return self.model_ms(self._build(widths))
 
 
 def search_prune(

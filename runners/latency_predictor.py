@@ -1,8 +1,9 @@
 """The latency predictor of compress.py's latency target and of ``runners.latency_table``.
 
 ``--latency_model calibrated`` (the default) is the per-layer model of
-:mod:`core.analysis.latency_model` corrected by end-to-end timings of the full model with one
-part narrowed at a time (:mod:`core.analysis.latency_calibration`; parts: the model's blocks,
+:mod:`core.analysis.latency_model` corrected by end-to-end timings of the full model with its
+parts narrowed in random mixes, each timed round-robin against the full model and scaled by the
+tables' full-model latency (:mod:`core.analysis.latency_calibration`; parts: the model's blocks,
 ``--latency_calibration_granularity``); ``layers`` is the per-layer model alone (cheap: no
 whole-model timing but the full model's). Both are cached under ``--latency_table_dir``.
 """
@@ -13,6 +14,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from core.analysis import latency_calibration, latency_model
+from core.analysis.relative_latency import RelativeMeasurer
 from core.pruning.sensitivity_units import check_granularity, make_units
 from runners.common import build_model
 
@@ -119,9 +121,14 @@ def load_predictor(
     parts = {unit.name: unit.groups for unit in units}
     sizes = {group.name: group.size for group in graph.groups}
     build = model_at_widths(pipeline, graph)
+    if hasattr(timer, "time_pair") or hasattr(timer, "time_relative"):
+        # Each mix round-robin against the full model (traced once), scaled by the tables'
+        # full-model latency: the reference the search's measurements are scaled by too.
+        measure = RelativeMeasurer(build, sizes, layers.full_ms, timer, tuple(input_size))
+    else:  # a timer that times one model at a time (a test's oracle)
 
-    def measure(widths: dict[str, int]) -> float:
-        return timer.time_model(build(widths), tuple(input_size))
+        def measure(widths: dict[str, int]) -> float:
+            return timer.time_model(build(widths), tuple(input_size))
 
     calibrated, path, cached = latency_calibration.load_or_calibrate(
         layers,

@@ -6,8 +6,11 @@ end-to-end latency of the model built at those widths (random weights: latency d
 on them), the per-layer model's prediction (:mod:`core.analysis.latency_model`) and, with
 ``--latency_model calibrated`` (the default), the end-to-end calibrated prediction
 (:mod:`core.analysis.latency_calibration`), each with its relative error. Every group is
-prunable here (no prune config). Full-model timings: the calibration's (blocks x
-``--latency_calibration_grid`` + 2, unless cached), one per width set, and one for the tables.
+prunable here (no prune config). Each row's model is timed round-robin against the full model
+(built and traced once) and reported as that ratio times the latency model's full-model latency
+(``measured_as: ratio_to_full``, printed above the table), so a load change between rows does
+not move them. Whole-model timings: the calibration's (blocks x ``--latency_calibration_grid``,
+each against the full model, unless cached), one per width set, and one for the tables.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ if __name__ == "__main__":
 
 from builders import config_util  # noqa: E402 - after the quiet-logs hook
 from core.analysis import latency_model  # noqa: E402
+from core.analysis.relative_latency import RelativeMeasurer  # noqa: E402
 from core.pruning.dependency import build_channel_graph  # noqa: E402
 from runners import latency_predictor  # noqa: E402
 from runners.common import build_model  # noqa: E402
@@ -67,7 +71,9 @@ def report(
     """Measured and predicted latency of a config's model at uniform and random widths.
 
     Returns:
-      One row per width set: ``name``, ``measured_ms``, ``layers_ms`` and ``layers_error``
+      One row per width set: ``name``, ``measured_ms`` (``ratio_to_full``, the model's latency
+      over the full model's timed round-robin, times ``full_ms``, the latency model's
+      full-model latency; ``measured_as: ratio_to_full``), ``layers_ms`` and ``layers_error``
       (relative to measured) and, for ``kind="calibrated"``, ``calibrated_ms`` and
       ``calibrated_error``.
     """
@@ -93,16 +99,37 @@ def report(
     if kind == "calibrated":
         predictions["calibrated"] = predictor.model
     build = latency_predictor.model_at_widths(pipeline, graph)
+    full_widths = {group.name: group.size for group in graph.groups}
+    # Every row round-robin against the full model (traced once), as ratio x its latency in
+    # the latency model: a load change between rows moves no row.
+    measurer = RelativeMeasurer(build, full_widths, predictor.model.full_ms, timer, size)
     rows = []
     for name, widths in latency_model.uniform_and_random_widths(graph, mixes=mixes).items():
-        measured = timer.time_model(build(widths), size)
-        row = {"name": name, "measured_ms": measured}
+        comparison = measurer.compare_widths(widths)
+        measured = comparison.ms
+        row = {
+            "name": name,
+            "measured_ms": measured,
+            "measured_as": "ratio_to_full",
+            "ratio_to_full": comparison.ratio,
+            "full_ms": measurer.reference_ms,
+        }
         for label, predicting in predictions.items():
             predicted = predicting.predict(widths)
             row[f"{label}_ms"] = predicted
             row[f"{label}_error"] = (predicted - measured) / measured
         rows.append(row)
     return rows
+
+
+def measurement_note(rows: list[dict]) -> str:
+    """The line above the table that says how ``measured (ms)`` was taken."""
+    if not rows or rows[0].get("measured_as") != "ratio_to_full":
+        return "measured: each row timed alone."
+    return (
+        "measured_as: ratio_to_full: measured (ms) = the row's latency over the full model's, "
+        f"timed round-robin, x the full model's {rows[0]['full_ms']:.2f} ms in the latency model."
+    )
 
 
 def markdown(rows: list[dict]) -> str:
@@ -134,6 +161,7 @@ def main(argv) -> None:
         granularity=FLAGS.latency_calibration_granularity,
         mixes=FLAGS.mixes,
     )
+    print(measurement_note(rows))
     print(markdown(rows))
 
 

@@ -12,15 +12,20 @@ and split the savings.
   ``pruning_units()`` (``stem``, ``block1`` .. ``block4``, ``FastPSPModule``, ``full_branch``,
   each CFF unit: 9 parts for ICNet), or each group alone (``granularity="group"``); the caller
   builds them (``core.pruning.sensitivity_units.make_units``).
-* **Measurements.** The full model is timed first and last (the reference is their mean); in
-  between, random *mixes*: every part at a keep ratio drawn from ``ratios`` (default 0.75,
-  0.5, 0.25; each of its groups keeps ``max(1, int(size * r))``) or at full width, seeded so
-  that a calibration is repeatable: ``parts x ratios`` mixes (at least ``parts + 1``) plus 2
-  end-to-end timings (29 for ICNet), with the same timer's ``time_model``. A first version
-  narrowed one part at a time; each part alone saved 0-5 ms of ICNet's 49 at 512x1024, the size
-  of the noise between two model builds, so the corrections it derived were noise (savings
-  measured negative, ratios of 7). A mix narrows several parts at once, so its saving stands
-  well above the noise, and every part is in several mixes.
+* **Measurements.** Random *mixes*: every part at a keep ratio drawn from ``ratios``
+  (default 0.75, 0.5, 0.25; each of its groups keeps ``max(1, int(size * r))``) or at full
+  width, seeded so that a calibration is repeatable: ``parts x ratios`` mixes (at least
+  ``parts + 1``; 27 for ICNet). Each mix is timed round-robin against the full model
+  (:class:`core.analysis.relative_latency.RelativeMeasurer`, the full model traced once) and
+  its latency is that ratio times the full model's reference latency (the per-layer model's,
+  timed with its tables): on a shared machine a load change between two timings alone biased
+  the fit, where a ratio of two interleaved timings cancels it. The spread of the full
+  model's timings is logged as a warning above 5%. With a plain ``widths -> ms`` callable (a
+  test's oracle) the mixes are timed alone, the full model first and last (the reference is
+  their mean). A first version narrowed one part at a time; each part alone saved 0-5 ms of
+  ICNet's 49 at 512x1024, the size of the noise between two model builds, so the corrections
+  it derived were noise (savings measured negative, ratios of 7). A mix narrows several parts
+  at once, so its saving stands well above the noise, and every part is in several mixes.
 * **Correction factors.** One per part, ``k_p`` in ``[0, MAX_FACTOR]``, fitted by least
   squares so that the corrected per-layer savings of the mixes match their measured savings
   ``T_full - T_mix`` (:func:`fit_corrections`): ``k_p = 1`` keeps the per-layer savings,
@@ -50,15 +55,22 @@ import hashlib
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
 
 from core import file_utils
-from core.analysis.calibration_design import fit_corrections, mix_plans, part_widths
+from core.analysis.calibration_design import fit_corrections, part_widths
+from core.analysis.calibration_timing import (
+    CALIBRATION_SEED,
+    DEFAULT_CALIBRATION_RATIOS,
+    calibrate,
+    check_ratios,
+    default_mix_count,
+)
 from core.analysis.latency_model import LatencyModel, LayerShape
+from core.analysis.relative_latency import RelativeMeasurer
 
 __all__ = [
     "CALIBRATION_VERSION",
@@ -71,92 +83,14 @@ __all__ = [
     "load_or_calibrate",
 ]
 
-CALIBRATION_VERSION = 2  # 2: corrections fitted to random mixes (1: one part at a time)
-CALIBRATION_SEED = 20260
-DEFAULT_CALIBRATION_RATIOS = (0.75, 0.5, 0.25)
-_DRIFT_WARNING = 0.05  # full-model timings before and after further apart than this: warn
+# 3: mixes timed round-robin against the full model, as ratio x its reference latency;
+# 2: corrections fitted to random mixes timed alone; 1: one part at a time.
+CALIBRATION_VERSION = 3
 # A correction is measured saving / per-layer saving, so timing noise on a small per-layer
 # saving would be amplified without bound: points whose per-layer saving is below this share
 # of the full latency are not used, and a correction is kept within [0, MAX_FACTOR].
 MIN_SAVING_SHARE = 0.01
 MAX_FACTOR = 2.0
-
-
-def _check_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
-    ratios = tuple(sorted({float(r) for r in ratios}, reverse=True))
-    if not ratios or not all(0.0 < r < 1.0 for r in ratios):
-        raise ValueError(
-            f"calibration ratios must be keep fractions in (0, 1) such as 0.75,0.5,0.25 (full "
-            f"width is always the reference), got {list(ratios)}."
-        )
-    return ratios
-
-
-def calibrate(
-    parts: Mapping[str, Sequence[str]],
-    sizes: Mapping[str, int],
-    measure: Callable[[dict[str, int]], float],
-    ratios: Sequence[float] = DEFAULT_CALIBRATION_RATIOS,
-    mixes: int | None = None,
-    seed: int = CALIBRATION_SEED,
-) -> dict:
-    """Times the full model and random mixes of narrowed parts, end to end (module docstring).
-
-    Args:
-      parts: part name -> its channel groups (prunable groups only).
-      sizes: group -> full channels, for every group of ``parts``.
-      measure: ``{group: kept channels}`` (others full) -> measured end-to-end ms.
-      ratios: keep ratios a part is drawn at (or full width), in (0, 1).
-      mixes: how many mixes (default ``len(parts) * len(ratios)``, at least ``len(parts) + 1``).
-      seed: of the draws.
-
-    Returns:
-      The calibration document: ``full_ms`` (reference), ``full_runs_ms`` (first, last),
-      ``parts``: name -> ``{"groups": [..]}``, and ``mixes``: ``[{"ratios": {part: r},
-      "widths": {group: kept}, "measured_ms"}]``.
-    """
-    ratios = _check_ratios(ratios)
-    missing = sorted({g for groups in parts.values() for g in groups} - set(sizes))
-    if missing:
-        raise ValueError(f"calibration parts name groups with no size: {missing[:5]}.")
-    count = mixes if mixes is not None else max(len(parts) * len(ratios), len(parts) + 1)
-    if count < 1:
-        raise ValueError(f"the calibration needs at least one mix, got {count}.")
-    plans = mix_plans(parts, sizes, ratios, count, seed)
-    total, started = len(plans) + 2, time.perf_counter()
-
-    def timed(widths: dict[str, int], what: str, done: int) -> float:
-        ms = float(measure(dict(widths)))
-        elapsed = time.perf_counter() - started
-        logging.info(
-            "Latency calibration: %d of %d full-model timings (%s: %.2f ms), ETA %.1f min.",
-            done, total, what, ms, elapsed / done * (total - done) / 60.0,
-        )  # fmt: skip
-        return ms
-
-    first = timed({}, "full width", 1)
-    found = []
-    for index, (chosen, widths) in enumerate(plans, start=2):
-        what = "mix " + ", ".join(f"{name} {ratio:g}" for name, ratio in chosen.items())
-        ms = timed(widths, what, index)
-        found.append({"ratios": chosen, "widths": widths, "measured_ms": ms})
-    last = timed({}, "full width again", total)
-    if abs(last - first) > _DRIFT_WARNING * min(first, last):
-        logging.warning(
-            "Latency calibration: the full model took %.2f ms first and %.2f ms last: the "
-            "machine's load changed while calibrating; rerun on an idle machine for a sound "
-            "calibration.",
-            first,
-            last,
-        )
-    return {
-        "full_ms": (first + last) / 2.0,
-        "full_runs_ms": [first, last],
-        "ratios": list(ratios),
-        "seed": seed,
-        "parts": {name: {"groups": list(groups)} for name, groups in parts.items()},
-        "mixes": found,
-    }
 
 
 def _shapley_savings(
@@ -313,7 +247,7 @@ def calibration_key(
     key["calibration"] = {
         "version": CALIBRATION_VERSION,
         "granularity": granularity,
-        "ratios": list(_check_ratios(ratios)),
+        "ratios": list(check_ratios(ratios)),
         "parts_sha256": hashlib.sha256(parts_text.encode()).hexdigest(),
         "seed": CALIBRATION_SEED,
     }
@@ -330,7 +264,7 @@ def load_or_calibrate(
     layers_model: LatencyModel,
     parts: Mapping[str, Sequence[str]],
     sizes: Mapping[str, int],
-    measure: Callable[[dict[str, int]], float],
+    measure: Callable[[dict[str, int]], float] | RelativeMeasurer,
     *,
     cache_dir: str | None,
     ratios: Sequence[float] = DEFAULT_CALIBRATION_RATIOS,
@@ -363,12 +297,14 @@ def load_or_calibrate(
             logging.info(
                 "Latency calibration %s is for another model or machine; timing again.", path
             )
-    count = max(len(parts) * len(_check_ratios(ratios)), len(parts) + 1)
+    count = default_mix_count(parts, ratios)
+    relative = isinstance(measure, RelativeMeasurer)
     logging.info(
         "Latency calibration: timing the full model with its %d parts (%s) narrowed in %d "
-        "random mixes of %s and full width: %d end-to-end timings.",
-        len(parts), granularity, count, ", ".join(f"{r:g}" for r in _check_ratios(ratios)),
-        count + 2,
+        "random mixes of %s and full width: %s.",
+        len(parts), granularity, count, ", ".join(f"{r:g}" for r in check_ratios(ratios)),
+        f"{count} timings round-robin against the full model" if relative
+        else f"{count + 2} end-to-end timings",
     )  # fmt: skip
     document = calibrate(parts, sizes, measure, ratios)
     if path:

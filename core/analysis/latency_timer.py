@@ -2,14 +2,17 @@
 
 :class:`TFCPUTimer` implements the two methods of
 :class:`core.analysis.latency_model.LayerTimer` (``time_layer``, ``time_model``); a TFLite
-interpreter or GPU timer would implement the same two. Its optional ``time_relative`` times a
-model against a reference round-robin (the latency search's end-to-end checks use it when a
-timer has it). :func:`machine_key` is the part of the
-latency tables' cache key that names the machine.
+interpreter or GPU timer would implement the same two. Its optional ``time_pair`` times a model
+against a reference round-robin, the reference traced once by ``prepare``
+(:class:`core.analysis.relative_latency.RelativeMeasurer` uses them when a timer has them: the
+latency search's end-to-end checks, the calibration's mixes and ``runners.latency_table``).
+:func:`machine_key` is the part of the latency tables' cache key that names the machine.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -118,18 +121,62 @@ class TFCPUTimer:
 
         return self._pick(compression.measure_latency(model, input_size, self.runs))
 
+    def prepare(self, model, input_size: tuple[int, int]) -> PreparedModel:
+        """``model``'s traced forward call, warmed up: a reference to time many models against.
+
+        Tracing a model costs a second or two (ICNet), far more than timing it; a caller that
+        compares many models with the same one (the full model) prepares it once.
+        """
+        from core.pruning import compression  # noqa: PLC0415 - as in time_model
+
+        call = compression.forward_call(model, input_size)
+        for _ in range(self.warmup):
+            call()
+        return PreparedModel(call, tuple(int(n) for n in input_size))
+
+    def time_pair(self, model, reference, input_size: tuple[int, int]) -> tuple[float, float]:
+        """``(model's ms, reference's ms)``, the two timed round-robin.
+
+        Args:
+          model: a built model; traced and warmed up here.
+          reference: a built model, or :meth:`prepare`'s result for one (kept traced and warm
+            across calls: only ``model`` is traced).
+          input_size: (height, width).
+        """
+        if not isinstance(reference, PreparedModel):
+            reference = self.prepare(reference, input_size)
+        elif reference.input_size != tuple(int(n) for n in input_size):
+            raise ValueError(
+                f"the reference was prepared at {list(reference.input_size)}, not at "
+                f"{list(input_size)}; prepare it at the size the models are timed at."
+            )
+        call = self.prepare(model, input_size).call
+        stats = latency.measure_interleaved(
+            {"model": call, "reference": reference.call}, warmup=0, runs=self.runs
+        )
+        return self._pick(stats["model"]), self._pick(stats["reference"])
+
     def time_relative(self, model, reference, input_size: tuple[int, int]) -> float:
-        """``model``'s latency over ``reference``'s, the two timed round-robin.
+        """``model``'s latency over ``reference``'s, the two timed round-robin (:meth:`time_pair`).
 
         A ratio of two interleaved timings hardly moves when other processes load the
         machine, where either timing alone can double.
         """
-        from core.pruning import compression  # noqa: PLC0415 - as in time_model
+        model_ms, reference_ms = self.time_pair(model, reference, input_size)
+        return model_ms / reference_ms
 
-        stats = compression.measure_latencies(
-            {"model": model, "reference": reference}, input_size, self.runs
-        )
-        return self._pick(stats["model"]) / self._pick(stats["reference"])
+
+@dataclasses.dataclass(frozen=True)
+class PreparedModel:
+    """A model's traced, warmed-up forward call (:meth:`TFCPUTimer.prepare`).
+
+    Attributes:
+      call: runs one batch-1 forward pass to completion.
+      input_size: (height, width) it was traced at.
+    """
+
+    call: Callable[[], object]
+    input_size: tuple[int, int]
 
 
 def machine_key() -> dict:

@@ -119,7 +119,7 @@ def measure_latency(model, input_size: Sequence[int], runs: int) -> latency.Late
     Returns:
       The :class:`core.analysis.latency.LatencyStats` of the timed runs.
     """
-    return latency.measure(_forward_call(model, input_size), warmup=LATENCY_WARMUP, runs=runs)
+    return latency.measure(forward_call(model, input_size), warmup=LATENCY_WARMUP, runs=runs)
 
 
 def measure_latencies(
@@ -130,12 +130,17 @@ def measure_latencies(
     Each round runs every model once, in a rotated order, so a burst of load from other
     processes lands on all of them alike (:func:`core.analysis.latency.measure_interleaved`).
     """
-    calls = {name: _forward_call(model, input_size) for name, model in models.items()}
+    calls = {name: forward_call(model, input_size) for name, model in models.items()}
     return latency.measure_interleaved(calls, warmup=LATENCY_WARMUP, runs=runs)
 
 
-def _forward_call(model, input_size: Sequence[int]):
-    """A callable running one traced batch-1 forward pass of ``model`` to completion."""
+def forward_call(model, input_size: Sequence[int]):
+    """A callable running one traced batch-1 forward pass of ``model`` to completion.
+
+    Tracing happens at its first call (a second or two for ICNet), so a caller that times the
+    same model again and again (the full model a latency search compares with) keeps the
+    callable rather than asking for a new one.
+    """
     height, width = input_size
     signature = [tf.TensorSpec([1, height, width, 3], tf.float32)]
 

@@ -9,6 +9,7 @@ from core.analysis import latency_model
 from core.pruning.sensitivity_units import block_names
 from runners import latency_predictor, latency_table
 from tests.core.analysis.latency_oracle import OracleTimer
+from tests.core.analysis.loaded_oracle import LoadedTimer
 from tests.core.pruning.tied_model import BLOCK1, SKIPPED, tiny_tied_model
 
 
@@ -98,3 +99,47 @@ def test_the_latency_table_reports_both_predictions_exact_for_an_additive_oracle
         "calibrated error |"
     )
     assert len(table) == 2 + len(rows) and table[4].startswith("| uniform 0.5 | ")
+
+
+def test_the_latency_table_times_every_row_against_the_full_model_on_a_busy_machine(
+    tiny_config_path, tmp_path, monkeypatch, capsys
+):
+    # Every whole-model timing on this machine is the oracle's latency times a load that
+    # doubles after each timing: a row timed alone would be off by 2^k. Timed round-robin with
+    # the full model, each row is its ratio to the full model times the latency model's
+    # full-model latency (the tables' timing, the first one: load 1), so it is the oracle's
+    # unloaded latency, and the additive oracle's predictions match it exactly again.
+    timers = []
+
+    def loaded_timer(**kwargs):
+        timers.append(LoadedTimer(**kwargs))
+        return timers[-1]
+
+    monkeypatch.setattr(latency_model, "TFCPUTimer", loaded_timer)
+    load_predictor = latency_predictor.load_predictor
+
+    def two_blocks(model, pipeline, graph, prunable, *args, **kwargs):
+        blocks = block_names(model, graph)
+        kept = [g for g in prunable if blocks[g] in ("block1", "full_branch")]
+        return load_predictor(model, pipeline, graph, kept, *args, **kwargs)
+
+    monkeypatch.setattr(latency_predictor, "load_predictor", two_blocks)
+    rows = latency_table.report(
+        tiny_config_path, (97, 97), str(tmp_path), (1.0, 0.5, 0.25), "median", 1,
+        calibration_ratios=(0.5,), mixes=1,
+    )  # fmt: skip
+    (timer,) = timers
+    # One full model prepared for the calibration's 3 mixes, one for the table's 5 rows.
+    assert len(timer.prepared) == 2 and len(timer.pairs) == 3 + 5
+    unloaded = OracleTimer()
+    full_ms = unloaded.time_model(timer.prepared[1], (97, 97))
+    for row, (model, reference) in zip(rows, timer.pairs[3:], strict=True):
+        assert reference is timer.prepared[1]
+        assert row["measured_as"] == "ratio_to_full" and row["full_ms"] == pytest.approx(full_ms)
+        assert row["measured_ms"] == pytest.approx(unloaded.time_model(model, (97, 97)))
+        assert row["layers_ms"] == pytest.approx(row["measured_ms"], rel=1e-9)
+        assert row["calibrated_ms"] == pytest.approx(row["measured_ms"], rel=1e-9)
+    assert rows[0]["name"] == "uniform 1.0" and rows[0]["ratio_to_full"] == pytest.approx(1.0)
+    assert rows[3]["measured_ms"] < 0.5 * full_ms  # uniform 0.25: a real saving, not load
+    note = latency_table.measurement_note(rows)
+    assert note.startswith("measured_as: ratio_to_full") and f"{full_ms:.2f} ms" in note
