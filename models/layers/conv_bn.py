@@ -22,6 +22,8 @@ Activation = Literal["relu", "relu6"] | None
 # stride > 1 pads symmetrically by (k_eff - 1) // 2 before and the rest after, then runs 'VALID';
 # TF 'SAME' would put the extra pixel after only, shifting the sampling grid of ImageNet weights.
 Padding = Literal["same", "explicit"]
+# Inputs FusedBatchNormV3 takes (its statistics are float32 for all three).
+_FUSED_BN_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
 
 
 def keras_name(scope: str) -> str:
@@ -158,7 +160,7 @@ class ConvBN(keras.layers.Layer):
             x = self.conv(x)
             if self.statistics_observer is not None:
                 self.statistics_observer(x)
-            x = self.bn(x, training=True)
+            x = self._batch_norm_training(x)
         else:
             x = self._folded_conv(x)
         if self.activation == "relu":
@@ -166,6 +168,37 @@ class ConvBN(keras.layers.Layer):
         elif self.activation == "relu6":
             x = tf.nn.relu6(x)
         return x
+
+    def _batch_norm_training(self, x: tf.Tensor) -> tf.Tensor:
+        """BN on the batch's statistics, updating the moving ones: one fused op where possible.
+
+        The Keras layer computes the moments and the normalization as separate element-wise ops,
+        each writing a tensor the size of ``x`` that backprop may keep (about eight per block);
+        ``FusedBatchNormV3`` (what TF-slim's ``batch_norm`` ran in the original) writes one
+        and keeps only ``x`` and per-channel statistics for its gradient. That is most of the
+        difference between what a recomputed segment rebuilds at once with and without it
+        (``train_mem_saving.py``; docs/benchmarks.md). Results equal the Keras layer's up to
+        float rounding, and the moving statistics move as in Keras, on the biased batch variance
+        (the fused op returns the unbiased one, n / (n - 1) times it), through the Keras
+        variables' ``assign`` (so a ``StatelessScope`` discards them during recomputation).
+        A synchronized (cross-replica) or frozen BN layer, and float64 (which the fused op does
+        not take), keep the Keras path.
+        """
+        bn = self.bn
+        if bn.synchronized or not bn.trainable or x.dtype not in _FUSED_BN_DTYPES:
+            return bn(x, training=True)
+        channels = x.shape[-1]
+        gamma = tf.convert_to_tensor(bn.gamma) if bn.scale else tf.ones([channels])
+        beta = tf.convert_to_tensor(bn.beta) if bn.center else tf.zeros([channels])
+        y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma, beta, epsilon=bn.epsilon, data_format="NHWC", is_training=True
+        )
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        variance = unbiased_variance * (tf.maximum(count - 1.0, 1.0) / count)
+        momentum = bn.momentum
+        bn.moving_mean.assign(bn.moving_mean * momentum + mean * (1.0 - momentum))
+        bn.moving_variance.assign(bn.moving_variance * momentum + variance * (1.0 - momentum))
+        return y
 
     def _quantized_call(self, inputs: tf.Tensor, training: bool) -> tf.Tensor:
         # Weights: the gradient reaches kernel, gamma and beta through the folded kernel
