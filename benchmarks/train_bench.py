@@ -107,23 +107,41 @@ def memory_cases(quick: bool, batch_size: int) -> list[TrainCase]:
 
 
 def cap_batches(quick: bool) -> tuple[int, ...]:
-    """Batches tried under the cap, doubling (each one a child process)."""
-    return (1, 2) if quick else (1, 2, 4, 8, 16)
+    """Batches tried first under the cap, doubling (each one a child process)."""
+    return (1, 2) if quick else (1, 2, 4, 8, 16, 32)
+
+
+def refine_gap(largest: int) -> int:
+    """How close the bisection between the largest fitting and the first failing batch goes.
+
+    Exact (1) up to batch 16, then within about 1/8 of the batch: the ratio of two scripts'
+    largest batches is then known to a few percent without a child per batch.
+    """
+    return max(1, largest // 8)
 
 
 def largest_batch(
-    runner: TrainRunner, case: TrainCase, cap_bytes: int, batches: tuple[int, ...]
+    runner: TrainRunner,
+    case: TrainCase,
+    cap_bytes: int,
+    batches: tuple[int, ...],
+    refine: bool = True,
 ) -> dict:
-    """The largest of ``batches`` (increasing) whose step trains under ``cap_bytes``.
+    """The largest batch whose step trains under ``cap_bytes``.
 
-    Stops at the first batch over the cap: a larger one would not fit either.
+    ``batches`` (increasing) are tried until the first one over the cap; a larger one would not
+    fit either. With ``refine``, the gap between the largest batch that fit and that first
+    failure is then bisected down to :func:`refine_gap`, so two scripts are compared at the
+    batch each really reaches rather than at the grid's powers of two.
 
     Returns:
-      ``largest_batch`` (None if even the first is over), ``oom_batch`` (the first batch over
-      the cap, None if all fit), ``memory_cap_bytes`` and the tried batches' results.
+      ``largest_batch`` (None if even the first is over), ``oom_batch`` (the smallest batch
+      found over the cap, None if all fit), ``memory_cap_bytes`` and the tried batches'
+      results (in the order tried).
     """
-    largest, oom, tried = None, None, {}
-    for batch in batches:
+    tried: dict[str, dict] = {}
+
+    def fits(batch: int) -> bool:
         result = runner.run(
             dataclasses.replace(
                 case, key=f"{case.key}_cap_b{batch}", batch_size=batch, memory_cap_bytes=cap_bytes
@@ -133,10 +151,21 @@ def largest_batch(
             "oom": bool(result.get("oom")),
             "peak_rss_bytes": result.get("peak_rss_bytes") or result.get("rss_bytes"),
         }
-        if result.get("oom"):
+        return not result.get("oom")
+
+    largest, oom = None, None
+    for batch in batches:
+        if not fits(batch):
             oom = batch
             break
         largest = batch
+    if refine and largest is not None and oom is not None:
+        while oom - largest > refine_gap(largest):
+            middle = (largest + oom) // 2
+            if fits(middle):
+                largest = middle
+            else:
+                oom = middle
     return {
         "largest_batch": largest,
         "oom_batch": oom,
@@ -265,7 +294,7 @@ def cap_tasks(quick: bool, batch_size: int, cap_bytes: int, runner: TrainRunner)
             f"largest batch under {cap_bytes / 2**30:.1f} GiB: {case.title}",
             [cap_key(case)],
             lambda r, c=case: measure_cap(r, runner, c, cap_bytes, quick),
-            len(batches) * (15.0 if quick else 120.0),
+            (len(batches) + 3) * (15.0 if quick else 120.0),
         )
         for case in cases
     ]

@@ -123,7 +123,7 @@ def _tensor_increment(cell: dict) -> int | None:
 
 def _cap_lines(cells: dict[str, dict]) -> list[str]:
     header = ["Script", "Crop", "memory cap GiB (RSS)", "largest batch that trains",
-              "first batch over the cap", "vs train.py"]  # fmt: skip
+              "smallest batch over the cap", "vs train.py"]  # fmt: skip
     rows = []
     plain = cells.get("cap/train.py", {})
     base = plain.get("largest_batch") if plain.get("status") == "ok" else None
@@ -148,7 +148,8 @@ def _cap_lines(cells: dict[str, dict]) -> list[str]:
         "## Largest batch under a memory cap",
         "",
         "Batches doubled until the step goes over a fixed cap on the child process's resident "
-        "set (`benchmarks/memory_cap.py`: a watchdog thread reads `VmRSS` every 5 ms, `VmHWM` "
+        "set, then the gap between the last batch that fit and that first failure bisected "
+        "(exactly up to batch 16, to within an eighth of the batch above it) (`benchmarks/memory_cap.py`: a watchdog thread reads `VmRSS` every 5 ms, `VmHWM` "
         "after each step); each batch runs in its own process. A child over the cap writes "
         '"OOM at batch N" and stops; the run goes on.',
         "",

@@ -48,13 +48,28 @@ class _FakeRunner:
 
 def test_largest_batch_doubles_until_the_first_oom():
     runner = _FakeRunner(fits=3)
-    found = train_bench.largest_batch(runner, CASE, 100, (1, 2, 4, 8))
+    found = train_bench.largest_batch(runner, CASE, 100, (1, 2, 4, 8), refine=False)
     assert (found["largest_batch"], found["oom_batch"]) == (2, 4)
     assert [c.batch_size for c in runner.cases] == [1, 2, 4]
     assert {c.memory_cap_bytes for c in runner.cases} == {100}
     assert len({c.settings() for c in runner.cases}) == 3  # distinct runs, not shared
     everything = train_bench.largest_batch(_FakeRunner(fits=99), CASE, 100, (1, 2))
     assert (everything["largest_batch"], everything["oom_batch"]) == (2, None)
+
+
+def test_largest_batch_bisects_between_the_last_fit_and_the_first_oom():
+    # 1..16 fit, 32 does not: 24 (over), 20 (fits), 22 (over); 20-22 is within 16 // 8 = 2.
+    runner = _FakeRunner(fits=21)
+    found = train_bench.largest_batch(runner, CASE, 100, (1, 2, 4, 8, 16, 32))
+    assert [c.batch_size for c in runner.cases] == [1, 2, 4, 8, 16, 32, 24, 20, 22]
+    assert (found["largest_batch"], found["oom_batch"]) == (20, 22)
+    assert list(found["batches"]) == ["1", "2", "4", "8", "16", "32", "24", "20", "22"]
+    # Below 16 the bisection is exact: 8 fits, 16 does not, the answer is 11.
+    exact = train_bench.largest_batch(_FakeRunner(fits=11), CASE, 100, (1, 2, 4, 8, 16))
+    assert (exact["largest_batch"], exact["oom_batch"]) == (11, 12)
+    # Nothing to refine when the first batch is over, or when every batch fits.
+    assert train_bench.largest_batch(_FakeRunner(fits=0), CASE, 100, (1, 2))["oom_batch"] == 1
+    assert train_bench.largest_batch(_FakeRunner(fits=9), CASE, 100, (1, 2))["oom_batch"] is None
 
 
 def _memory_cell(tensors_mib: float, seconds: float) -> dict:
