@@ -22,13 +22,16 @@ Two plans use the measurement:
   ``train_mem_saving.py``'s default.
 
 Where the memory goes (ICNet 1.0, 713x713, batch 2, float32; issue 15): the steps' forward
-tensors total about 1.9 GB, ``other`` only 79 MiB (mostly the 62.6 MiB bilinear x2 resize in
-front of ``Predictions/Conv``; the losses see 1/4-resolution logits, 4.9 MiB each, so the
-softmax and aux losses are small). The largest single steps are the full-resolution branch's
-``Conv`` (311 MiB: conv, unfused batch norm and ReLU6 at 357x357x64) and ``block1/unit_1``
-(198 MiB); a recomputed run is rebuilt whole while its gradient is taken, so the step's peak is
-what is kept plus the largest rebuild, and the backbone and the full branch are rebuilt
-concurrently when the executor interleaves them (hence run-to-run spread of the peak). The
+tensors total 1,238 MiB, ``other`` only 79 MiB (mostly the 62.6 MiB bilinear x2 resize in front
+of ``Predictions/Conv``; the losses see 1/4-resolution logits, 4.9 MiB each, so the softmax and
+aux losses are small). The largest single steps are the full-resolution branch's ``Conv``
+(187 MiB: the conv, the fused batch norm and the ReLU6 outputs at 357x357x64, 62 MiB each),
+``CascadeFeatureFusion_1`` (159 MiB) and ``block1/unit_1`` (119 MiB). A recomputed run is
+rebuilt whole while its gradient is taken, so the step's peak is what is kept plus the largest
+rebuild, and the backbone and the full branch are rebuilt concurrently when the executor
+interleaves them (hence run-to-run spread of the peak). Batch norm as the Keras layer computes
+it (separate moment and normalisation ops) made the forward 1.9 GB and ``Conv`` 311 MiB;
+``models.layers.conv_bn`` now runs it as one fused op. The
 weight gradients (103 MiB) used to be all alive at the end of backprop because Keras's replica
 all-reduce joins them; ``core.training.optimizers.TF1MomentumOptimizer`` skips it with one
 replica, so each is freed once applied. Measured figures are in docs/benchmarks.md.
