@@ -172,13 +172,9 @@ def search_prune(
     target = options.target_latency_ms or predictor.full_ms / options.target_speedup
     units = make_units(model, graph, options.granularity, list(sizes))
     scorer = _scorer(model, graph, pipeline, options)
-    measurer = RelativeMeasurer(
-        latency_predictor.model_at_widths(pipeline, graph),
-        sizes,
-        predictor.full_ms,
-        timer,
-        latency_size,
-    )
+    # The calibration's full model (already traced if it was timed now), scaled by the
+    # predictor's full-model latency.
+    measurer = loaded.measurer.with_reference(predictor.full_ms)
     result = latency_search.search(
         predictor,
         units,

@@ -60,6 +60,9 @@ class Predictor:
     table_cached: bool
     calibration_path: str | None = None
     calibration_cached: bool = False
+    # Times models against the full model, scaled by ``layers.full_ms``; the calibration's
+    # mixes were timed with it, and ``measurer.with_reference`` shares its full model.
+    measurer: RelativeMeasurer | None = None
 
     def summary(self) -> dict:
         """JSON-ready facts for a report."""
@@ -115,16 +118,18 @@ def load_predictor(
         timer=timer,
         ratios=ratios,
     )
-    if kind == "layers":
-        return Predictor(layers, layers, kind, table_path, table_cached)
-    units = make_units(model, graph, granularity, list(prunable))
-    parts = {unit.name: unit.groups for unit in units}
     sizes = {group.name: group.size for group in graph.groups}
     build = model_at_widths(pipeline, graph)
+    # Builds the full model only when it first measures.
+    measurer = RelativeMeasurer(build, sizes, layers.full_ms, timer, tuple(input_size))
+    if kind == "layers":
+        return Predictor(layers, layers, kind, table_path, table_cached, measurer=measurer)
+    units = make_units(model, graph, granularity, list(prunable))
+    parts = {unit.name: unit.groups for unit in units}
     if hasattr(timer, "time_pair") or hasattr(timer, "time_relative"):
         # Each mix round-robin against the full model (traced once), scaled by the tables'
         # full-model latency: the reference the search's measurements are scaled by too.
-        measure = RelativeMeasurer(build, sizes, layers.full_ms, timer, tuple(input_size))
+        measure = measurer
     else:  # a timer that times one model at a time (a test's oracle)
 
         def measure(widths: dict[str, int]) -> float:
@@ -139,4 +144,4 @@ def load_predictor(
         ratios=calibration_ratios,
         granularity=granularity,
     )
-    return Predictor(calibrated, layers, kind, table_path, table_cached, path, cached)
+    return Predictor(calibrated, layers, kind, table_path, table_cached, path, cached, measurer)

@@ -29,7 +29,6 @@ if __name__ == "__main__":
 
 from builders import config_util  # noqa: E402 - after the quiet-logs hook
 from core.analysis import latency_model  # noqa: E402
-from core.analysis.relative_latency import RelativeMeasurer  # noqa: E402
 from core.pruning.dependency import build_channel_graph  # noqa: E402
 from runners import latency_predictor  # noqa: E402
 from runners.common import build_model  # noqa: E402
@@ -98,11 +97,9 @@ def report(
     predictions = {"layers": predictor.layers}
     if kind == "calibrated":
         predictions["calibrated"] = predictor.model
-    build = latency_predictor.model_at_widths(pipeline, graph)
-    full_widths = {group.name: group.size for group in graph.groups}
-    # Every row round-robin against the full model (traced once), as ratio x its latency in
-    # the latency model: a load change between rows moves no row.
-    measurer = RelativeMeasurer(build, full_widths, predictor.model.full_ms, timer, size)
+    # Every row round-robin against the full model (the calibration's, traced once), as
+    # ratio x its latency in the latency model: a load change between rows moves no row.
+    measurer = predictor.measurer.with_reference(predictor.model.full_ms)
     rows = []
     for name, widths in latency_model.uniform_and_random_widths(graph, mixes=mixes).items():
         comparison = measurer.compare_widths(widths)

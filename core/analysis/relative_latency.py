@@ -71,20 +71,36 @@ class RelativeMeasurer:
             )
         self._build = build
         self._full_widths = dict(full_widths)
-        self._full = None
-        self._reference = None
+        # The full model and what the timer compares with, made on first use; shared with the
+        # measurers of :meth:`with_reference`.
+        self._full_state: dict[str, object] = {}
         self.reference_ms = float(reference_ms)
         self._timer = timer
         self._size = latency_size
         self.full_timings_ms: list[float] = []
 
+    def with_reference(self, reference_ms: float) -> RelativeMeasurer:
+        """A measurer scaling its ratios by ``reference_ms`` that shares this one's full model.
+
+        The calibration scales by the per-layer tables' full-model latency, the latency search
+        and ``runners.latency_table`` by their latency model's: one full model is built, traced
+        and warmed up for all of them. ``full_timings_ms`` stays each measurer's own.
+        """
+        other = RelativeMeasurer(
+            self._build, self._full_widths, reference_ms, self._timer, self._size
+        )
+        other._full_state = self._full_state
+        return other
+
     def _full_model(self):
         """The full model, built once; and what the timer compares with (prepared once)."""
-        if self._full is None:
-            self._full = self._build(self._full_widths)
+        state = self._full_state
+        if not state:
+            full = self._build(self._full_widths)
             prepare = getattr(self._timer, "prepare", None)
-            self._reference = prepare(self._full, self._size) if prepare else self._full
-        return self._full, self._reference
+            state["reference"] = prepare(full, self._size) if prepare else full
+            state["full"] = full
+        return state["full"], state["reference"]
 
     def compare(self, model) -> Comparison:
         """Times a built model against the full model."""

@@ -147,3 +147,26 @@ def test_mixes_timed_against_the_full_model_fit_the_unloaded_corrections(caplog)
         layers, parts, sizes, LoadedTimer(oracle).time_model, cache_dir=None
     )
     assert alone.factors() != pytest.approx(idle.factors(), abs=0.05)
+
+
+def test_a_measurer_with_another_reference_shares_the_full_model():
+    # The calibration scales by the tables' full-model latency, the search and the latency
+    # table by their latency model's: one full model is built and prepared for all of them.
+    oracle, sizes, _ = _two_branches()
+    busy = LoadedTimer(oracle)
+    built = []
+
+    def build(widths):
+        built.append(dict(widths))
+        return dict(widths)
+
+    first = RelativeMeasurer(build, sizes, 12.0, busy, (1, 1))
+    second = first.with_reference(24.0)
+    narrowed = {"a": 50, "b": 20}
+    one = first.compare_widths(narrowed)
+    two = second.compare_widths(narrowed)
+    assert busy.prepared == [sizes] and built.count(sizes) == 1
+    # The oracle's unloaded ratio, 2 + max(5, 5) over 12, whatever the load at each timing.
+    assert one.ratio == pytest.approx(7.0 / 12.0) and two.ratio == pytest.approx(one.ratio)
+    assert (one.ms, two.ms) == pytest.approx((7.0, 14.0))
+    assert len(first.full_timings_ms) == len(second.full_timings_ms) == 1
