@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -148,12 +148,14 @@ def assign_named_tensors(
     return assigned
 
 
-def restore_model(model, path: str) -> str:
+def restore_model(model, path: str, exclude: Collection[str] = ()) -> str:
     """Restores every model variable from a checkpoint, exactly (for eval, export, inference).
 
     Args:
       model: a ``SegmentationModel``; its variables are created if needed.
       path: a checkpoint prefix or a training directory (its latest checkpoint).
+      exclude: names of model variables not to restore (left as they are), e.g. the
+        quantization ranges a float checkpoint does not have.
 
     Returns:
       The checkpoint prefix that was read.
@@ -162,7 +164,12 @@ def restore_model(model, path: str) -> str:
       CheckpointError: the checkpoint is missing, or lacks or mismatches a model variable.
     """
     prefix = resolve_checkpoint(path)
-    variables = ensure_named_variables(model)
+    skipped = set(exclude)
+    variables = {
+        name: variable
+        for name, variable in ensure_named_variables(model).items()
+        if name not in skipped
+    }
     tensors = read_named_tensors(prefix, names=variables)
     missing = sorted(set(variables) - set(tensors))
     if missing:

@@ -21,8 +21,6 @@ without a recorded step is quantized when its ranges are set.
 
 from __future__ import annotations
 
-from typing import Any
-
 from absl import logging
 
 from core.checkpoints import checkpoint_utils
@@ -31,16 +29,6 @@ from models import quantization
 # What the evaluation ran: the ``forward`` of the results JSON.
 FLOAT = "float"
 SIMULATED_INT8 = "simulated_int8"
-
-
-class _FloatVariables:
-    """The model's variables without its quantization ranges, for ``restore_model``."""
-
-    def __init__(self, variables: dict[str, Any]):
-        self._variables = variables
-
-    def named_variables(self) -> dict[str, Any]:
-        return self._variables
 
 
 class QuantizedEvaluation:
@@ -88,12 +76,7 @@ class QuantizedEvaluation:
         ranges = quantization.range_variables(self.model)
         self.state.active = False
         if not quantization.has_ranges(checkpoint_utils.checkpoint_shapes(prefix)):
-            weights = {
-                name: variable
-                for name, variable in self.model.named_variables().items()
-                if name not in ranges
-            }
-            checkpoint_utils.restore_model(_FloatVariables(weights), prefix)
+            checkpoint_utils.restore_model(self.model, prefix, exclude=ranges)
             for variable in ranges.values():
                 variable.assign(0.0)
             logging.warning(

@@ -55,3 +55,21 @@ def test_restore_errors_name_the_problem(tmp_path):
         checkpoint_utils.restore_model(_model(scale=0.25), prefix)
     with pytest.raises(CheckpointError, match="are not in"):
         checkpoint_utils.restore_model(_model(cls=PSPNet), prefix)
+
+
+def test_restore_leaves_excluded_variables_alone(tmp_path):
+    # A checkpoint without some of the model's variables (a float run restored into a model
+    # with quantization ranges): those are excluded, the rest restored exactly.
+    saved = _model()
+    prefix = checkpoint_utils.make_checkpoint(saved).save(str(tmp_path / "model.ckpt"))
+    model = _model()
+    variables = model.named_variables()
+    extra = "Extra/act_quant/min"
+    variables[extra] = tf.Variable(3.0)
+    model.named_variables = lambda: variables
+    with pytest.raises(CheckpointError, match=f"not in .*{extra}"):
+        checkpoint_utils.restore_model(model, prefix)
+    checkpoint_utils.restore_model(model, prefix, exclude={extra})
+    assert variables[extra].numpy() == 3.0
+    for name, variable in saved.named_variables().items():
+        np.testing.assert_array_equal(variables[name].numpy(), variable.numpy())
